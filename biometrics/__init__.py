@@ -1,0 +1,1 @@
+"""Retinal biometric features: vessel skeleton, junctions, vessel graph, template, pipeline, CLI."""

@@ -1,0 +1,87 @@
+"""Runtime settings resolved as: command-line flag > ``RETAUTH_*`` environment > TOML > default.
+
+The TOML file is ``$RETAUTH_CONFIG`` or ``<user config dir>/retauth/config.toml`` and holds the
+same keys as :class:`Settings` (e.g. ``db_url = "postgresql+psycopg://..."``). Keeping one
+resolver means the CLI, the kiosk and the benchmarks all agree on where the store lives.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APP = "retauth"
+
+
+def data_dir() -> Path:
+    """Per-user data directory (database, key file), created on demand."""
+    return Path(os.environ.get("RETAUTH_HOME") or platformdirs.user_data_dir(APP))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a retauth process needs to know about its deployment."""
+
+    db_url: str = ""
+    key_file: str = ""
+    backend: str = "auto"
+    weights: str = ""
+    threshold: float | None = None
+
+    def resolved_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"
+
+    def resolved_key_file(self) -> Path:
+        return Path(self.key_file) if self.key_file else data_dir() / "retauth.key"
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment variable is malformed."""
+
+
+def _config_path() -> Path:
+    env = os.environ.get("RETAUTH_CONFIG")
+    return Path(env) if env else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "threshold":
+        try:
+            return None if value in (None, "") else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"threshold must be a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings; ``overrides`` are command-line values (``None`` means not given)."""
+    values: dict[str, Any] = {}
+    path = _config_path()
+    if path.is_file():
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    names = {f.name for f in fields(Settings)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    for name in names:
+        env = os.environ.get(f"RETAUTH_{name.upper()}")
+        if env is not None:
+            values[name] = env
+        if overrides.get(name) is not None:
+            values[name] = overrides[name]
+    return replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
