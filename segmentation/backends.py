@@ -1,0 +1,104 @@
+"""Inference backends behind one interface: load once, then ``predict(rgb) -> probability map``.
+
+``onnxruntime`` runs an exported M2U-Net (the default when weights are shipped), ``tvm`` runs a
+module compiled by ``retauth compile``, ``classical`` needs no weights, and ``torch`` (the
+reference, ``train`` extra only) is imported lazily. Importing this module imports neither
+torch nor tvm: the verify path stays small (≈200 MB RSS) and starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from segmentation.classical import ClassicalSegmenter
+from segmentation.preprocessing import pad_to_multiple, to_model_input
+
+#: Name of the shipped default biometric model inside ``segmentation/weights``.
+DEFAULT_WEIGHTS = "m2unet_combined.onnx"
+
+
+class Segmenter(Protocol):
+    """A loaded vessel segmenter. ``rgb`` is canonical-scale uint8 (H, W, 3)."""
+
+    name: str
+
+    def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        """Return float32 (H, W) vessel probabilities in [0, 1] (0 outside ``fov`` if given)."""
+        ...
+
+
+class OnnxSegmenter:
+    """M2U-Net through ONNX Runtime (CPU), with a session created once and reused."""
+
+    name = "onnxruntime"
+
+    def __init__(self, weights: str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"{path.name}: model file not found")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ValueError(
+                f"{path.name}: not a loadable ONNX model ({type(exc).__name__})"
+            ) from None
+        self._input = self._session.get_inputs()[0].name
+        self.weights = path
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits (N, 1, H, W) for a float32 NCHW batch whose H, W are multiples of 32."""
+        return self._session.run(None, {self._input: batch})[0]
+
+    def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        padded, (h, w) = pad_to_multiple(rgb)
+        logit = self.logits(to_model_input(padded))[0, 0, :h, :w]
+        prob = 1.0 / (1.0 + np.exp(-logit))
+        if fov is not None:
+            prob = np.where(fov, prob, 0.0)
+        return prob.astype(np.float32)
+
+
+def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path | None:
+    """Path of a model shipped in ``segmentation/weights``, or None if it is not there."""
+    path = Path(str(resources.files("segmentation") / "weights" / name))
+    return path if path.is_file() else None
+
+
+BACKENDS = ("auto", "onnxruntime", "tvm", "classical", "torch")
+
+
+def load_segmenter(backend: str = "auto", weights: str | Path | None = None) -> Segmenter:
+    """Load a segmenter once. ``auto`` = ONNX Runtime with shipped weights, else classical."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "classical":
+        return ClassicalSegmenter()
+    if backend in ("auto", "onnxruntime"):
+        path = Path(weights) if weights else shipped_weights()
+        if path is None:
+            if backend == "auto":
+                return ClassicalSegmenter()
+            raise ValueError("no ONNX weights given and none shipped; pass --weights")
+        return OnnxSegmenter(path)
+    if backend == "tvm":
+        from segmentation.tvm_backend import TvmSegmenter
+
+        if not weights:
+            raise ValueError("the tvm backend needs --weights pointing at a compiled artefact")
+        return TvmSegmenter(weights)
+    from segmentation.torch_backend import TorchSegmenter
+
+    return TorchSegmenter(weights)

@@ -1,0 +1,121 @@
+"""Preprocessing shared by training and inference: field of view, scale normalisation, padding.
+
+Fundus cameras differ in resolution and field of view. Vessel calibre in pixels is what a
+segmenter learns, so every photograph is resampled to a *canonical scale* before segmentation:
+the field-of-view (FOV) disc gets a fixed diameter, :data:`CANONICAL_FOV_DIAMETER` pixels,
+which is the scale of DRIVE (45° FOV, ~540 px), the data M2U-Net was designed on. The same
+function is used by ``training/`` so that train-time and run-time inputs look alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: FOV diameter (pixels) that every image is resampled to; DRIVE's own FOV is ~540 px.
+CANONICAL_FOV_DIAMETER = 540
+#: Network inputs must be a multiple of this (4 stride-2 stages in the encoder + margin).
+PAD_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """An image at canonical scale with its FOV mask and the factor that maps back.
+
+    ``scale`` is canonical pixels per original pixel; ``original_shape`` is (H, W).
+    """
+
+    rgb: np.ndarray
+    fov: np.ndarray
+    scale: float
+    original_shape: tuple[int, int]
+
+
+def fov_mask(rgb: np.ndarray) -> np.ndarray:
+    """Estimate the circular field of view of a fundus photograph.
+
+    The retina is lit, the surround is (nearly) black; the red channel separates them best
+    because the retina is red even where it is dim. A threshold relative to the image's own
+    bright level, a morphological opening, the largest component and hole filling make it
+    robust to vignetting and notches in the camera mask.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) uint8 array
+
+    Returns
+    -------
+    (H, W) bool array, True inside the field of view.
+    """
+    _check_rgb(rgb)
+    red = cv2.GaussianBlur(rgb[..., 0], (0, 0), 2)
+    level = float(np.percentile(red, 99))
+    mask = (red > max(8.0, 0.15 * level)).astype(np.uint8)
+    k = max(3, int(round(min(rgb.shape[:2]) / 100)) | 1)
+    mask = cv2.morphologyEx(
+        mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return np.zeros(rgb.shape[:2], bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = (labels == largest).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def fov_diameter(fov: np.ndarray) -> float:
+    """FOV diameter in pixels: the widest horizontal extent (captures clip top/bottom, not sides)."""
+    cols = np.flatnonzero(fov.any(axis=0))
+    return float(cols[-1] - cols[0] + 1) if cols.size else 0.0
+
+
+def to_canonical(
+    rgb: np.ndarray, fov: np.ndarray | None = None, *, diameter: int = CANONICAL_FOV_DIAMETER
+) -> Canonical:
+    """Resample a photograph so its FOV diameter is ``diameter`` pixels.
+
+    Area interpolation when shrinking (no aliasing of thin vessels), cubic when enlarging.
+    ``fov`` is estimated with :func:`fov_mask` when not given (data sets ship their own).
+    """
+    _check_rgb(rgb)
+    if fov is None:
+        fov = fov_mask(rgb)
+    measured = fov_diameter(fov)
+    if measured < 0.25 * min(rgb.shape[:2]):
+        measured = float(min(rgb.shape[:2]))  # no usable FOV: treat the frame as the FOV
+        fov = np.ones(rgb.shape[:2], bool)
+    scale = diameter / measured
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    out = cv2.resize(rgb, size, interpolation=interp)
+    out_fov = cv2.resize(fov.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return Canonical(out, out_fov, scale, (h, w))
+
+
+def pad_to_multiple(
+    array: np.ndarray, multiple: int = PAD_MULTIPLE
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Zero-pad the two leading axes up to a multiple; returns the padded array and (H, W) to crop back."""
+    h, w = array.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad), (h, w)
+
+
+def to_model_input(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) → float32 NCHW (1, 3, H, W) in [0, 1], the M2U-Net input contract."""
+    _check_rgb(rgb)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(
+            f"expected an RGB uint8 image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}"
+        )
