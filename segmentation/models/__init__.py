@@ -1,0 +1,1 @@
+"""Vessel-segmentation networks (torch only; never imported on the verify path)."""

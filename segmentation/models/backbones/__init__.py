@@ -1,0 +1,1 @@
+"""Encoder backbones for the segmentation models (torch only)."""
