@@ -21,6 +21,9 @@ def _register_all() -> None:
     from biometrics.cli import identity
 
     identity.register(app)
+    from biometrics.cli import train
+
+    train.register(app)
 
 
 _register_all()

@@ -1,0 +1,366 @@
+"""The kiosk web application: a static touch page plus a small JSON API over a :class:`KioskBackend`.
+
+Routes
+------
+``GET /``                 the kiosk page (static HTML/JS/CSS shipped with the package)
+``GET /api/config``       which capture sources and modes the page should offer
+``POST /api/verify``      body = encoded image (or empty with ``?source=device``);
+                          ``?user_id=`` for 1:1, none for 1:N
+``POST /api/enrol``       operator only (``X-Operator-Token``); JSON ``{"user_id", "images"}``
+``GET /healthz``          liveness and load
+``GET /metrics``          Prometheus text: request counters and latency quantiles
+
+Images are decoded and processed in memory on a bounded worker pool; the vessel overlay goes
+back inline as a base64 PNG. Nothing is written to disk unless ``debug_save_dir`` is set.
+Every error is a JSON ``{"error": "<one line>"}`` with a meaningful status: 400 bad input,
+401/403 operator mode, 413 too large, 422 failure to acquire, 503 busy, 500 internal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from biometrics.errors import FailureToAcquire, InputError
+from biometrics.kiosk.admission import BoundedExecutor, Overloaded
+from biometrics.kiosk.backend import Decision, KioskBackend
+from biometrics.kiosk.capture import CaptureSource
+from biometrics.kiosk.metrics import Metrics
+from biometrics.kiosk.operator import OperatorGate
+from segmentation.imageio import decode_image
+
+log = logging.getLogger("retauth.kiosk")
+
+STATIC_DIR = Path(str(resources.files("biometrics.kiosk") / "static"))
+#: Longest side of the overlay sent to the page; a kiosk screen needs no more.
+OVERLAY_MAX_SIDE = 640
+#: Security headers on every response: no framing, no foreign scripts, no caching of results.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class KioskSettings:
+    """How the kiosk serves, independent of the biometric settings held by the backend.
+
+    Parameters
+    ----------
+    workers, max_queue
+        Requests processed in parallel, and requests allowed to wait; beyond that → 503.
+    operator
+        Gate for enrolment; ``None`` disables enrolment entirely.
+    capture
+        A camera or watched-folder source offered as "Scan" on the page; ``None`` = upload only.
+    allow_upload
+        Accept photographs in the request body. A production scanner with a camera should
+        turn this off: an upload lets anyone present a stolen photograph (injection attack).
+    debug_save_dir
+        If set, every probe and overlay is written there as PNG (diagnostics only).
+    allowed_hosts
+        ``Host`` header values accepted; defeats DNS-rebinding from web pages in the kiosk
+        browser that try to reach the loopback API under a foreign name.
+    """
+
+    workers: int = 1
+    max_queue: int = 4
+    operator: OperatorGate | None = None
+    capture: CaptureSource | None = None
+    allow_upload: bool = True
+    debug_save_dir: Path | None = None
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_enrol_images: int = 5
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    result_timeout_s: int = 20
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a one-line message for the page."""
+
+    def __init__(self, status: int, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome = outcome
+
+
+def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
+    """Build the kiosk application around an already loaded backend.
+
+    The backend (and its model) is created by the caller, once, before the server starts; the
+    app only owns the worker pool, which it shuts down with the server.
+    """
+    executor = BoundedExecutor(settings.workers, settings.max_queue)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        executor.shutdown()
+
+    app = FastAPI(
+        title="retauth kiosk", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.state.executor = executor
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def run_job(endpoint: str, job: Callable[[], dict[str, Any]]) -> JSONResponse:
+        """Run ``job`` on the pool, count it, and turn every failure into a JSON error."""
+        start = time.perf_counter()
+        try:
+            body = await executor.run(job)
+        except Overloaded as exc:
+            metrics.observe(endpoint, "busy")
+            return _error(503, str(exc), headers={"Retry-After": "1"})
+        except ApiError as exc:
+            metrics.observe(endpoint, exc.outcome, time.perf_counter() - start)
+            return _error(exc.status, str(exc))
+        except Exception:  # noqa: BLE001 - a request must never take the kiosk down
+            log.exception("%s failed", endpoint)
+            metrics.observe(endpoint, "error", time.perf_counter() - start)
+            return _error(500, "internal error; the operator has been notified in the log")
+        metrics.observe(endpoint, body.pop("_outcome"), time.perf_counter() - start)
+        return JSONResponse(body)
+
+    def acquire(data: bytes, use_device: bool) -> np.ndarray:
+        """Decode an upload or take a capture, mapping failures to API errors."""
+        try:
+            if use_device:
+                if settings.capture is None:
+                    raise ApiError(400, "no scanner is attached to this kiosk", "bad_request")
+                return settings.capture.capture()
+            if not settings.allow_upload:
+                raise ApiError(
+                    400, "uploads are disabled on this kiosk; use the scanner", "bad_request"
+                )
+            return decode_image(data, name="upload")
+        except FailureToAcquire as exc:
+            raise ApiError(422, str(exc), "fta") from None
+        except ValueError as exc:  # InvalidImage, InputError
+            raise ApiError(400, str(exc), "bad_request") from None
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            return _error(404, "not found")
+        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name])
+
+    @app.get("/api/config")
+    async def config() -> dict[str, Any]:
+        return {
+            "upload": settings.allow_upload,
+            "scanner": settings.capture.name if settings.capture else None,
+            "operator": settings.operator is not None,
+            "result_timeout_s": settings.result_timeout_s,
+            "max_enrol_images": settings.max_enrol_images,
+        }
+
+    @app.post("/api/verify")
+    async def verify(
+        request: Request, user_id: str | None = None, source: str = "upload"
+    ) -> JSONResponse:
+        try:
+            data = await _read_body(request, settings.max_upload_bytes)
+        except ApiError as exc:
+            metrics.observe("verify", exc.outcome)
+            return _error(exc.status, str(exc))
+        claimed = (user_id or "").strip() or None
+        is_operator = settings.operator is not None and settings.operator.check(
+            request.headers.get("X-Operator-Token")
+        )
+
+        def job() -> dict[str, Any]:
+            rgb = acquire(data, source == "device")
+            try:
+                decision = service.verify(rgb, claimed)
+            except FailureToAcquire as exc:
+                raise ApiError(422, str(exc), "fta") from None
+            except InputError as exc:
+                raise ApiError(400, str(exc), "bad_request") from None
+            _debug_save(settings.debug_save_dir, rgb, decision.overlay)
+            return _decision_body(decision, detailed=is_operator)
+
+        return await run_job("verify", job)
+
+    @app.post("/api/enrol")
+    async def enrol(request: Request) -> JSONResponse:
+        try:
+            if settings.operator is None:
+                raise ApiError(
+                    403, "enrolment is disabled: no operator token configured", "forbidden"
+                )
+            if not settings.operator.check(request.headers.get("X-Operator-Token")):
+                raise ApiError(401, "operator token missing or wrong", "unauthorised")
+            payload = _parse_enrol(
+                await _read_body(
+                    request, settings.max_upload_bytes * settings.max_enrol_images * 4 // 3 + 4096
+                ),
+                settings.max_enrol_images,
+            )
+        except ApiError as exc:
+            metrics.observe("enrol", exc.outcome)
+            return _error(exc.status, str(exc))
+        user_id, encoded, device_count = payload
+
+        def job() -> dict[str, Any]:
+            if device_count:
+                images = [acquire(b"", True) for _ in range(device_count)]
+            else:
+                images = [acquire(data, False) for data in encoded]
+            try:
+                kept = service.enroll(user_id, images)
+            except FailureToAcquire as exc:
+                raise ApiError(422, str(exc), "fta") from None
+            except InputError as exc:
+                raise ApiError(400, str(exc), "bad_request") from None
+            return {"_outcome": "enrolled", "user_id": user_id, "references": kept}
+
+        return await run_job("enrol", job)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "backend": service.name,
+            "in_flight": executor.in_flight,
+            "workers": executor.workers,
+            "max_queue": executor.max_queue,
+        }
+
+    @app.get("/metrics")
+    async def metrics_text() -> PlainTextResponse:
+        gauges = {
+            "in_flight": float(executor.in_flight),
+            "capacity": float(executor.workers + executor.max_queue),
+        }
+        return PlainTextResponse(metrics.render(gauges))
+
+    return app
+
+
+STATIC_FILES = {
+    "kiosk.js": "text/javascript",
+    "kiosk.css": "text/css",
+}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read the request body into memory, refusing more than ``limit`` bytes early (413).
+
+    Reading the raw body (rather than a multipart form) keeps the photograph in memory:
+    multipart parsers spool large parts to temporary files on disk.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request larger than {limit} bytes", "too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request larger than {limit} bytes", "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_enrol(raw: bytes, max_images: int) -> tuple[str, list[bytes], int]:
+    """Validate ``{"user_id": str, "images": [base64, ...]}`` or ``{"user_id", "scans": n}``."""
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "enrolment body must be JSON", "bad_request") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("user_id"), str):
+        raise ApiError(400, "enrolment needs a user_id", "bad_request")
+    user_id = payload["user_id"].strip()
+    images = payload.get("images") or []
+    scans = payload.get("scans") or 0
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise ApiError(400, "images must be a list of base64 strings", "bad_request")
+    if not isinstance(scans, int) or scans < 0:
+        raise ApiError(400, "scans must be a non-negative integer", "bad_request")
+    count = scans or len(images)
+    if not 1 <= count <= max_images or (scans and images):
+        raise ApiError(400, f"give 1 to {max_images} images or scans, not both", "bad_request")
+    try:
+        decoded = [base64.b64decode(i.split(",", 1)[-1], validate=True) for i in images]
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "an image is not valid base64", "bad_request") from None
+    return user_id, decoded, scans
+
+
+def _decision_body(decision: Decision, *, detailed: bool) -> dict[str, Any]:
+    """The JSON the page gets. Scores go only to the operator: a public score would let an
+    attacker hill-climb a synthetic probe towards someone's template."""
+    body: dict[str, Any] = {
+        "_outcome": decision.reason,
+        "decision": "accepted" if decision.accepted else "rejected",
+        "mode": decision.mode,
+        "user_id": decision.user_id if decision.accepted or decision.mode == "1:1" else None,
+        "overlay_png": _png_data_uri(decision.overlay) if decision.overlay is not None else None,
+    }
+    if detailed:
+        body.update(
+            score=round(decision.score, 4),
+            threshold=decision.threshold,
+            reason=decision.reason,
+            timings_ms=decision.timings_ms,
+        )
+    return body
+
+
+def _png_data_uri(rgb: np.ndarray) -> str:
+    """Downscale to :data:`OVERLAY_MAX_SIDE` and encode as an inline PNG data URI."""
+    scale = OVERLAY_MAX_SIDE / max(rgb.shape[:2])
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV cannot fail on a valid uint8 RGB array
+        raise RuntimeError("PNG encoding failed")
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def _debug_save(folder: Path | None, probe: np.ndarray, overlay: np.ndarray | None) -> None:
+    """Write the probe (and overlay) to ``folder``; only with ``--debug-save-images``."""
+    if folder is None:
+        return
+    stem = folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    cv2.imwrite(f"{stem}-probe.png", cv2.cvtColor(probe, cv2.COLOR_RGB2BGR))
+    if overlay is not None:
+        cv2.imwrite(f"{stem}-overlay.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))

@@ -1,0 +1,100 @@
+"""Operator authentication for enrolment: a shared token read from a private file or the env.
+
+Enrolment binds a face-to-face identity check (done by a human operator) to a template, so
+only the operator may trigger it. The token lives in a file that only the kiosk user can read
+(mode 0600, checked at start-up) or in ``RETAUTH_OPERATOR_TOKEN`` (e.g. a systemd credential);
+requests present it in the ``X-Operator-Token`` header and it is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+from biometrics.errors import InputError
+
+ENV_VAR = "RETAUTH_OPERATOR_TOKEN"
+#: Shortest token accepted: a 4-digit PIN is guessable over a loopback API in seconds.
+MIN_LENGTH = 8
+
+
+class OperatorToken:
+    """A loaded operator token; :meth:`matches` is constant-time in the presented value."""
+
+    def __init__(self, secret: str) -> None:
+        secret = secret.strip()
+        if len(secret) < MIN_LENGTH:
+            raise InputError(f"operator token must be at least {MIN_LENGTH} characters")
+        self._secret = secret.encode()
+
+    def matches(self, presented: str | None) -> bool:
+        # compare_digest on bytes of unequal length still takes time independent of content.
+        return presented is not None and hmac.compare_digest(
+            presented.strip().encode(), self._secret
+        )
+
+    def __repr__(self) -> str:  # never print the secret, even in a debugger or a traceback
+        return "OperatorToken(<hidden>)"
+
+
+def load_operator_token(path: str | Path | None = None) -> OperatorToken | None:
+    """Read the token from ``path`` (must be private to its owner) or ``RETAUTH_OPERATOR_TOKEN``.
+
+    Returns ``None`` when neither is given: the kiosk then runs verify-only and refuses
+    enrolment, rather than falling back to an unprotected operator mode.
+    """
+    if path is None:
+        value = os.environ.get(ENV_VAR)
+        return OperatorToken(value) if value else None
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError:
+        raise InputError(f"operator token file {path.name} cannot be read") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"operator token file {path.name} is not a regular file")
+    if info.st_mode & 0o077:
+        raise InputError(
+            f"operator token file {path.name} is readable by others; run chmod 600 on it"
+        )
+    return OperatorToken(path.read_text(encoding="utf-8", errors="strict"))
+
+
+class OperatorGate:
+    """Checks presented tokens and locks operator mode for a while after repeated failures.
+
+    Without a lockout, a loopback API answers a token guess in milliseconds; after
+    ``max_failures`` wrong tokens every check fails (even the right token) for ``lockout_s``.
+    A request that presents no token is not a guess and is not counted.
+    """
+
+    def __init__(
+        self, token: OperatorToken, max_failures: int = 5, lockout_s: float = 60.0
+    ) -> None:
+        self._token = token
+        self._max_failures = max_failures
+        self._lockout_s = lockout_s
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._locked_until = 0.0
+
+    def check(self, presented: str | None) -> bool:
+        if presented is None:
+            return False
+        ok = self._token.matches(presented)
+        with self._lock:
+            now = time.monotonic()
+            if now < self._locked_until:
+                return False
+            if ok:
+                self._failures = 0
+                return True
+            self._failures += 1
+            if self._failures >= self._max_failures:
+                self._failures = 0
+                self._locked_until = now + self._lockout_s
+            return False

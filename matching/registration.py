@@ -1,0 +1,220 @@
+"""Registration of a probe vessel graph onto a reference: which similarity transform aligns them.
+
+Points are handled as complex numbers ``x + iy``; a similarity transform is ``p ↦ z·p + t``
+(``|z|`` = scale, ``arg z`` = rotation). Three steps:
+
+1. **Hypotheses** from pairs of junction correspondences (2-point RANSAC, vectorised): junction
+   pairs whose branch-angle signatures agree propose a transform, kept only if scale and
+   rotation are plausible for two captures of one eye.
+2. **Consensus**: every hypothesis moves all probe junctions at once and counts how many land
+   on a reference junction, by lookup in a rasterised tolerance map — no per-hypothesis loop.
+3. **Refinement**: least squares on the junction inliers, then ICP on the dense centreline
+   points, using a distance transform with nearest-pixel labels of the reference skeleton.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from biometrics.template import Template
+
+#: Plausible scale change between two captures after canonical-scale normalisation.
+SCALE_RANGE = (0.88, 1.14)
+#: Plausible rotation (radians) between two captures of one eye.
+MAX_ROTATION = np.deg2rad(25)
+#: Junction agreement radius (canonical pixels) for consensus.
+JUNCTION_TOL = 5.0
+#: Number of 2-point hypotheses drawn.
+HYPOTHESES = 3000
+#: Candidate correspondences kept per probe junction.
+CANDIDATES_PER_NODE = 6
+_MARGIN = 32
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """``p ↦ z·p + t`` on complex points; ``inliers`` = junctions that agreed."""
+
+    z: complex
+    t: complex
+    inliers: int
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Transform (N, 2) float points."""
+        c = self.z * _complex(points) + self.t
+        return np.stack([c.real, c.imag], 1).astype(np.float32)
+
+    @property
+    def rotation_deg(self) -> float:
+        return float(np.degrees(np.angle(self.z)))
+
+    @property
+    def scale(self) -> float:
+        return float(abs(self.z))
+
+
+IDENTITY = Similarity(1 + 0j, 0j, 0)
+
+
+class Raster:
+    """A template's centreline drawn on a grid: distance map and nearest-point lookup."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        lo = points.min(axis=0) - _MARGIN if len(points) else np.zeros(2, np.float32)
+        hi = points.max(axis=0) + _MARGIN if len(points) else np.ones(2, np.float32)
+        self.offset = lo.astype(np.float32)
+        w, h = (np.ceil(hi - lo).astype(int) + 1).tolist()
+        grid = np.full((h, w), 255, np.uint8)
+        ij = np.rint(points - self.offset).astype(int)
+        grid[ij[:, 1], ij[:, 0]] = 0
+        dist, labels = cv2.distanceTransformWithLabels(
+            grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        self.dist = dist
+        # Label k (1-based) is the k-th zero pixel in row-major order: map it back to coordinates.
+        zy, zx = np.nonzero(grid == 0)
+        self.nearest = np.concatenate([[[0, 0]], np.stack([zx, zy], 1)]).astype(np.float32)
+        self.labels = labels
+        self.shape = (h, w)
+
+    def lookup(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance to and coordinates of the nearest centreline pixel (inf/NaN off the grid)."""
+        ij = np.rint(points - self.offset).astype(np.int64)
+        h, w = self.shape
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        dist = np.full(len(points), np.inf, np.float32)
+        near = np.full((len(points), 2), np.nan, np.float32)
+        x, y = ij[ok, 0], ij[ok, 1]
+        dist[ok] = self.dist[y, x]
+        near[ok] = self.nearest[self.labels[y, x]] + self.offset
+        return dist, near
+
+
+_rasters: weakref.WeakKeyDictionary[Template, Raster] = weakref.WeakKeyDictionary()
+
+
+def raster_of(template: Template) -> Raster:
+    """Cached :class:`Raster` of a template's centreline points (built once per template)."""
+    raster = _rasters.get(template)
+    if raster is None:
+        raster = _rasters[template] = Raster(template.points)
+    return raster
+
+
+def register(probe: Template, reference: Template, *, seed: int = 0) -> Similarity:
+    """Estimate the similarity transform that maps ``probe`` onto ``reference``."""
+    pa, pb = probe.junctions, reference.junctions
+    if len(pa) < 2 or len(pb) < 2:
+        return IDENTITY
+    best = _consensus(pa, pb, _hypotheses(probe, reference, seed))
+    best = _refine_on_junctions(pa, pb, best)
+    return _icp(probe.points, raster_of(reference), best)
+
+
+def _signature(angles: np.ndarray) -> np.ndarray:
+    """Rotation-invariant branch signature: angular gaps between branches, sorted, 0-padded."""
+    a = np.sort(np.where(np.isnan(angles), np.inf, angles), axis=1)
+    valid = np.isfinite(a)
+    n = valid.sum(axis=1)
+    a = np.where(valid, a, 0.0)
+    first = a[:, :1]
+    last = np.take_along_axis(a, np.maximum(n - 1, 0)[:, None], axis=1)
+    gaps = np.diff(a, axis=1)
+    gaps = np.where(valid[:, 1:], gaps, 0.0)
+    wrap = 2 * np.pi - (last - first)
+    sig = np.concatenate([gaps, np.where(n[:, None] > 1, wrap, 0.0)], axis=1)
+    return -np.sort(-sig, axis=1)
+
+
+def _hypotheses(probe: Template, reference: Template, seed: int) -> np.ndarray:
+    """Candidate transforms as complex pairs (z, t), shape (K, 2), identity first."""
+    sa, sb = _signature(probe.junction_angles), _signature(reference.junction_angles)
+    cost = np.abs(sa[:, None, :] - sb[None, :, :]).sum(axis=2)
+    k = min(CANDIDATES_PER_NODE, cost.shape[1])
+    cand_b = np.argpartition(cost, k - 1, axis=1)[:, :k]
+    cand_a = np.repeat(np.arange(len(sa)), k)
+    cand_b = cand_b.ravel()
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(cand_a), HYPOTHESES)
+    j = rng.integers(0, len(cand_a), HYPOTHESES)
+    ca, cb = _complex(probe.junctions), _complex(reference.junctions)
+    a1, a2 = ca[cand_a[i]], ca[cand_a[j]]
+    b1, b2 = cb[cand_b[i]], cb[cand_b[j]]
+    da = a2 - a1
+    ok = np.abs(da) > 20
+    z = np.where(ok, (b2 - b1) / np.where(ok, da, 1), 0)
+    scale, rot = np.abs(z), np.abs(np.angle(z))
+    ok &= (scale > SCALE_RANGE[0]) & (scale < SCALE_RANGE[1]) & (rot < MAX_ROTATION)
+    z, t = z[ok], b1[ok] - z[ok] * a1[ok]
+    return (
+        np.concatenate([[[1 + 0j, 0j]], np.stack([z, t], 1)])
+        if z.size
+        else np.array([[1 + 0j, 0j]])
+    )
+
+
+def _consensus(pa: np.ndarray, pb: np.ndarray, hyps: np.ndarray) -> Similarity:
+    """Pick the hypothesis under which most probe junctions land on a reference junction."""
+    lo = pb.min(axis=0) - _MARGIN
+    w, h = (np.ceil(pb.max(axis=0) + _MARGIN - lo).astype(int) + 1).tolist()
+    hit = np.zeros((h, w), np.uint8)
+    ij = np.rint(pb - lo).astype(int)
+    hit[ij[:, 1], ij[:, 0]] = 1
+    r = int(JUNCTION_TOL)
+    hit = cv2.dilate(hit, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    moved = hyps[:, :1] * _complex(pa)[None, :] + hyps[:, 1:]
+    x = np.rint(moved.real - lo[0]).astype(np.int64)
+    y = np.rint(moved.imag - lo[1]).astype(np.int64)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    votes = np.zeros(x.shape, np.uint8)
+    votes[inside] = hit[y[inside], x[inside]]
+    counts = votes.sum(axis=1)
+    k = int(np.argmax(counts))
+    return Similarity(complex(hyps[k, 0]), complex(hyps[k, 1]), int(counts[k]))
+
+
+def _refine_on_junctions(pa: np.ndarray, pb: np.ndarray, sim: Similarity) -> Similarity:
+    cb = _complex(pb)
+    for _ in range(2):
+        moved = sim.z * _complex(pa) + sim.t
+        d = np.abs(moved[:, None] - cb[None, :])
+        nearest = d.argmin(axis=1)
+        ok = d[np.arange(len(pa)), nearest] < JUNCTION_TOL * 1.5
+        if ok.sum() < 3:
+            return sim
+        z, t = _fit(_complex(pa)[ok], cb[nearest[ok]])
+        sim = Similarity(z, t, int(ok.sum()))
+    return sim
+
+
+def _icp(points: np.ndarray, raster: Raster, sim: Similarity, iterations: int = 4) -> Similarity:
+    """Iterative closest point on centreline samples, starting from the junction estimate."""
+    if len(points) < 10:
+        return sim
+    src = _complex(points)
+    for radius in np.linspace(8.0, 3.0, iterations):
+        dist, near = raster.lookup(sim.apply(points))
+        ok = dist < radius
+        if ok.sum() < 20:
+            break
+        z, t = _fit(src[ok], _complex(near[ok]))
+        if not (SCALE_RANGE[0] < abs(z) < SCALE_RANGE[1]):
+            break
+        sim = Similarity(z, t, sim.inliers)
+    return sim
+
+
+def _fit(a: np.ndarray, b: np.ndarray) -> tuple[complex, complex]:
+    """Least-squares similarity (Umeyama, in complex form) mapping points ``a`` onto ``b``."""
+    ma, mb = a.mean(), b.mean()
+    da, db = a - ma, b - mb
+    z = (db * np.conj(da)).sum() / max(float((np.abs(da) ** 2).sum()), 1e-9)
+    return complex(z), complex(mb - z * ma)
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    return points[:, 0].astype(np.float64) + 1j * points[:, 1].astype(np.float64)
