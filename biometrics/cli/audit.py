@@ -1,0 +1,68 @@
+"""``retauth audit verify|list``: check and read the HMAC-chained audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from biometrics.cli.common import Exit, emit, errors_to_exit_codes
+from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
+
+audit_app = typer.Typer(help="Verify or list the tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def verify(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+    """Recompute the chain: exit 0 if intact, 3 if any event was edited, removed or reordered.
+
+    Note the printed head (last sequence number and MAC) elsewhere to detect a later rollback.
+    """
+    with errors_to_exit_codes(as_json=as_json):
+        with open_store(db, key_file) as store:
+            report = store.audit_verify()
+        result = {
+            "ok": report.ok,
+            "events": report.count,
+            "head_seq": report.head_seq,
+            "head_mac": report.head_mac,
+            "problems": report.problems,
+        }
+        if report.ok:
+            human = f"audit log intact: {report.count} events, head {report.head_seq}:{report.head_mac[:16]}"
+        else:
+            human = f"audit log BROKEN: {'; '.join(report.problems)}"
+        emit(result, human, as_json=as_json, code=Exit.OK if report.ok else Exit.INTERNAL)
+
+
+@audit_app.command("list")
+def list_events(
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the newest N events.")] = None,
+    db: DbOpt = None,
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print audit events, oldest first (pseudonymous: no user ids, no biometric data)."""
+    with errors_to_exit_codes(as_json=as_json):
+        with open_store(db, key_file) as store:
+            events = store.audit_events(limit)
+        lines = [
+            " ".join(
+                str(x)
+                for x in (
+                    e["seq"],
+                    e["time"],
+                    e["event"],
+                    (e["subject"] or "-")[:12],
+                    e["decision"] or "-",
+                    "-" if e["score"] is None else f"{e['score']:.3f}",
+                    e["detail"] or "",
+                )
+            )
+            for e in events
+        ]
+        emit({"ok": True, "events": events}, "\n".join(lines) or "no events", as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")

@@ -1,0 +1,120 @@
+"""``retauth db upgrade|downgrade|current`` and the store options shared by store commands.
+
+``--db`` takes a SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``) or, for
+convenience, a plain path to a SQLite file. The store also migrates itself on first use;
+these commands are for operators who want to do it explicitly (before a deployment) or to
+go back a revision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from biometrics.cli.common import Exit, emit, errors_to_exit_codes, fail
+from biometrics.settings import Settings, load_settings
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL or SQLite file path [env RETAUTH_DB_URL]."),
+]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="Key file path [env RETAUTH_KEY_FILE]."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON object instead of text.")]
+
+db_app = typer.Typer(
+    help="Create, upgrade or downgrade the template database.", no_args_is_help=True
+)
+
+
+def store_settings(db: str | None, key_file: Path | None = None) -> Settings:
+    """Settings for a store command; a bare path given to ``--db`` means a SQLite file."""
+    if db is not None and "://" not in db:
+        db = f"sqlite:///{Path(db).expanduser().resolve()}"
+    return load_settings(db_url=db, key_file=None if key_file is None else str(key_file))
+
+
+def open_store(db: str | None, key_file: Path | None = None):  # noqa: ANN201 - lazy import
+    """Open the template store for a command (imported lazily to keep ``--help`` fast)."""
+    from enrollment import TemplateStore
+
+    return TemplateStore.open(store_settings(db, key_file))
+
+
+def _engine(db: str | None):  # noqa: ANN202
+    from enrollment.db import make_engine
+
+    return make_engine(store_settings(db).resolved_db_url())
+
+
+def _status(engine) -> dict[str, object]:  # noqa: ANN001
+    from enrollment.db import current_revision, head_revision
+
+    current, head = current_revision(engine), head_revision()
+    return {"ok": True, "current": current, "head": head, "up_to_date": current == head}
+
+
+@db_app.command("current")
+def current(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the database's schema revision and the newest one this version knows."""
+    with errors_to_exit_codes(as_json=as_json):
+        engine = _engine(db)
+        result = _status(engine)
+        engine.dispose()
+        state = "up to date" if result["up_to_date"] else "needs 'retauth db upgrade'"
+        emit(
+            result,
+            f"revision {result['current'] or '(empty)'} (head {result['head']}): {state}",
+            as_json=as_json,
+        )
+
+
+@db_app.command("upgrade")
+def upgrade(
+    db: DbOpt = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the tables or bring them to the newest schema (safe to repeat)."""
+    from enrollment.db import upgrade as do_upgrade
+
+    with errors_to_exit_codes(as_json=as_json):
+        engine = _engine(db)
+        do_upgrade(engine, revision)
+        result = _status(engine)
+        engine.dispose()
+        emit(result, f"database at revision {result['current']}", as_json=as_json)
+
+
+@db_app.command("downgrade")
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. '-1' or 'base'.")],
+    db: DbOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: data in dropped tables is lost.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Go back to an older schema; 'base' drops every table (all enrolments are lost)."""
+    from enrollment.db import downgrade as do_downgrade
+
+    with errors_to_exit_codes(as_json=as_json):
+        if not yes:
+            fail(
+                "downgrading can destroy enrolments; repeat with --yes",
+                Exit.BAD_INPUT,
+                as_json=as_json,
+            )
+        engine = _engine(db)
+        do_downgrade(engine, revision)
+        result = _status(engine)
+        engine.dispose()
+        emit(result, f"database at revision {result['current'] or '(empty)'}", as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,97 @@
+"""``retauth keys list|rotate|retire``: the encryption keys of the template store.
+
+See :mod:`enrollment.keys` for key sources and :mod:`enrollment.rotation` for the guarantees
+of rotation (one transaction, resumable, creation times kept).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+
+from biometrics.cli.common import emit, err_console, errors_to_exit_codes
+from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
+
+keys_app = typer.Typer(help="List, rotate or retire encryption keys.", no_args_is_help=True)
+
+
+@keys_app.command("list")
+def list_keys(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+    """Show configured keys (ids only, never material) and how many records each protects."""
+    with errors_to_exit_codes(as_json=as_json):
+        with open_store(db, key_file) as store:
+            usage = store.key_usage()
+            keys = [
+                {
+                    "key_id": k.id.hex(),
+                    "primary": i == 0,
+                    "created": datetime.fromtimestamp(k.created, timezone.utc).isoformat()
+                    if k.created
+                    else None,
+                    "records": usage.get(k.id.hex(), 0),
+                }
+                for i, k in enumerate(store.keyring.keys)
+            ]
+            source = store.source.name
+        lines = [
+            f"{k['key_id']}  {k['records']} record(s)" + ("  primary" if k["primary"] else "")
+            for k in keys
+        ]
+        emit(
+            {"ok": True, "source": source, "keys": keys},
+            "\n".join([f"source: {source}", *lines]),
+            as_json=as_json,
+        )
+
+
+@keys_app.command("rotate")
+def rotate(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-encrypt every record under a new key (key file) or the first key listed (env).
+
+    Runs in one transaction; if interrupted, run it again to finish with the same key.
+    """
+    from enrollment.rotation import rotate as do_rotate
+
+    with errors_to_exit_codes(as_json=as_json):
+        with (
+            open_store(db, key_file) as store,
+            Progress(console=err_console, transient=True, disable=as_json) as bar,
+        ):
+            task = bar.add_task("re-encrypting", total=None)
+            result = do_rotate(
+                store, lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        verb = "resumed and finished" if result["resumed"] else "rotated"
+        emit(
+            {"ok": True, **result},
+            f"{verb}: {result['reencrypted']} record(s) now under key {result['key_id']}",
+            as_json=as_json,
+        )
+
+
+@keys_app.command("retire")
+def retire(
+    key_id: Annotated[str, typer.Argument(help="Id of the key to remove (see 'keys list').")],
+    db: DbOpt = None,
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove an old key once no record uses it (refused otherwise, exit 2)."""
+    from enrollment.rotation import retire as do_retire
+
+    with errors_to_exit_codes(as_json=as_json):
+        with open_store(db, key_file) as store:
+            result = do_retire(store, key_id)
+        human = (
+            f"retired key {result['key_id']}"
+            if result["removed_from_source"]
+            else f"key {result['key_id']} is unused: remove it from {result['source']}"
+        )
+        emit({"ok": True, **result}, human, as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,60 @@
+"""Lockout policy: too many consecutive failed 1:1 attempts within a window lock a user.
+
+A failed 1:1 verification opens a window (``window_s``) if none is open; each further failure
+inside it counts; ``max_failures`` failures lock the user for ``lockout_s`` seconds. An
+accepted 1:1 verification, a re-enrolment or ``retauth users unlock`` resets the count.
+1:N identification never counts against a user, since nobody claimed that identity.
+Defaults follow common guidance for biometric presentation attempts (5 tries in 15 minutes,
+15 minutes locked); deployments change them through the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enrollment.models import User
+
+_US = 1_000_000
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    max_failures: int = 5
+    window_s: float = 900.0
+    lockout_s: float = 900.0
+
+    @classmethod
+    def from_settings(cls, settings: object) -> LockoutPolicy:
+        """Read ``lockout_attempts``, ``lockout_window_s``, ``lockout_duration_s`` if set."""
+        default = cls()
+        return cls(
+            max_failures=int(getattr(settings, "lockout_attempts", None) or default.max_failures),
+            window_s=float(getattr(settings, "lockout_window_s", None) or default.window_s),
+            lockout_s=float(getattr(settings, "lockout_duration_s", None) or default.lockout_s),
+        )
+
+    def locked_for_s(self, user: User, now_us: int) -> float:
+        """Seconds the user stays locked (0 when not locked)."""
+        if user.locked_until_us is None or user.locked_until_us <= now_us:
+            return 0.0
+        return (user.locked_until_us - now_us) / _US
+
+    def register_failure(self, user: User, now_us: int) -> bool:
+        """Count a failed 1:1 attempt; return True when it locks the user."""
+        start = user.failure_window_start_us
+        if start is None or now_us - start > self.window_s * _US:
+            user.failure_window_start_us = now_us
+            user.failed_attempts = 0
+        user.failed_attempts += 1
+        if user.failed_attempts >= self.max_failures:
+            user.locked_until_us = now_us + int(self.lockout_s * _US)
+            user.failed_attempts = 0
+            user.failure_window_start_us = None
+            return True
+        return False
+
+    @staticmethod
+    def reset(user: User) -> None:
+        user.failed_attempts = 0
+        user.failure_window_start_us = None
+        user.locked_until_us = None
