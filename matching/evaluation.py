@@ -191,20 +191,24 @@ def _chunks(pairs: np.ndarray, workers: int) -> list[np.ndarray]:
     return [pairs[i : i + size] for i in range(0, len(pairs), size)]
 
 
-def _dask_client(scheduler: Scheduler) -> Any:
+def _import_distributed() -> Any:
     try:
-        from distributed import Client, LocalCluster
+        import distributed
     except ImportError:
         raise InputError(
             "Dask is not installed; install the 'dist' extra: pip install 'retauth[dist]'"
         ) from None
+    return distributed
+
+
+def _dask_client(distributed: Any, scheduler: Scheduler) -> Any:
     if scheduler.address is not None:
         try:
-            return Client(scheduler.address, timeout="10s")
+            return distributed.Client(scheduler.address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach Dask scheduler {scheduler.address}: {exc}") from None
-    cluster = LocalCluster(n_workers=max(scheduler.workers, 1), dashboard_address=None)
-    return Client(cluster)
+    cluster = distributed.LocalCluster(n_workers=max(scheduler.workers, 1), dashboard_address=None)
+    return distributed.Client(cluster)
 
 
 def _run_chunks(
@@ -219,15 +223,14 @@ def _run_chunks(
         return {int(i): templates[i] for i in np.unique(chunk)}
 
     if scheduler.uses_dask:
-        from distributed import as_completed as dask_completed
-
-        client = _dask_client(scheduler)
+        distributed = _import_distributed()
+        client = _dask_client(distributed, scheduler)
         try:
             futures = {
                 client.submit(_compare_chunk, compare, c, needed(c), pure=False): i
                 for i, c in enumerate(chunks)
             }
-            for future in dask_completed(futures):
+            for future in distributed.as_completed(futures):
                 yield futures[future], future.result()
         finally:
             cluster = client.cluster if scheduler.address is None else None
