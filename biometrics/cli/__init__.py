@@ -28,6 +28,9 @@ def _register_all() -> None:
 
     for module in (users, keys, audit, db):
         module.register(app)
+    from biometrics.cli import kiosk
+
+    kiosk.register(app)
 
 
 _register_all()

@@ -25,17 +25,20 @@ def synthetic_fundus(person: int, capture: int = 0) -> np.ndarray:
     ``capture`` adds a small shift and sensor noise, as two photographs of one eye differ.
     """
     rng = np.random.default_rng(person)
-    img = np.zeros((SIZE, SIZE, 3), np.uint8)
-    centre = SIZE // 2
-    cv2.circle(img, (centre, centre), SIZE // 2 - 8, (190, 80, 40), -1)
+    centre, radius = SIZE // 2, SIZE // 2 - 8
+    disc = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.circle(disc, (centre, centre), radius, 1, -1)
+    vessels = np.zeros((SIZE, SIZE), np.uint8)
     for _ in range(6):
         x, y = centre + rng.integers(-20, 20), centre + rng.integers(-20, 20)
         angle = rng.uniform(0, 2 * np.pi)
         for _ in range(12):
             angle += rng.normal(0, 0.5)
             nx, ny = int(x + 16 * np.cos(angle)), int(y + 16 * np.sin(angle))
-            cv2.line(img, (int(x), int(y)), (nx, ny), (90, 20, 10), 3)
+            cv2.line(vessels, (int(x), int(y)), (nx, ny), 1, 3)
             x, y = nx, ny
+    img = np.where(vessels[..., None] > 0, (90, 20, 10), (190, 80, 40)).astype(np.uint8)
+    img *= disc[..., None]
     noise = np.random.default_rng(1000 + capture)
     shift = np.float32([[1, 0, noise.integers(-2, 3)], [0, 1, noise.integers(-2, 3)]])
     img = cv2.warpAffine(img, shift, (SIZE, SIZE))
@@ -80,8 +83,8 @@ class FakeBackend:
         if user_id is not None and not user_id.replace("-", "").isalnum():
             raise InputError("user id may contain only letters, digits and -")
         probe = self._template(rgb)
-        overlay = rgb.copy()
-        overlay[..., 1] = 255 - overlay[..., 1]
+        overlay = (rgb * 0.6).astype(np.uint8)
+        overlay[(rgb[..., 1] < 50) & (rgb[..., 0] > 50)] = (0, 200, 255)  # vessels, as the real one
         with self._lock:
             if user_id is not None:
                 if user_id not in self.gallery:

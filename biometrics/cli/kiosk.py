@@ -1,0 +1,129 @@
+"""``retauth kiosk``: serve the touch-screen page and JSON API on loopback (extra ``kiosk``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from biometrics.cli.common import console, err_console, errors_to_exit_codes
+from biometrics.cli.db import DbOpt, KeyFileOpt, store_settings
+from biometrics.errors import InputError
+
+
+def kiosk(
+    host: Annotated[str, typer.Option(help="Address to bind; keep loopback on a kiosk.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Segmenter: auto, onnxruntime, tvm, classical [env RETAUTH_BACKEND]."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="ONNX model or compiled TVM artefact [env RETAUTH_WEIGHTS].")
+    ] = None,
+    operator_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File (mode 0600) holding the operator token; else env RETAUTH_OPERATOR_TOKEN. "
+            "Without either, enrolment is disabled."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Requests processed in parallel.")] = 1,
+    max_queue: Annotated[
+        int, typer.Option(min=0, help="Requests allowed to wait; more are answered 503.")
+    ] = 4,
+    camera: Annotated[
+        int | None, typer.Option(help="OpenCV camera index offered as the scanner.")
+    ] = None,
+    watch_folder: Annotated[
+        Path | None, typer.Option(help="Folder a scanner writes captures to (newest fresh file).")
+    ] = None,
+    upload: Annotated[
+        bool, typer.Option("--upload/--no-upload", help="Accept photographs uploaded by the page.")
+    ] = True,
+    debug_save_images: Annotated[
+        Path | None,
+        typer.Option(help="DEBUG ONLY: write every probe and overlay as PNG to this folder."),
+    ] = None,
+    db: DbOpt = None,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Serve the kiosk page and API. The model and the store are loaded once, before serving."""
+    with errors_to_exit_codes():
+        try:
+            import uvicorn
+
+            from biometrics.kiosk.app import KioskSettings, create_app
+        except ImportError as exc:
+            raise InputError(
+                f"the kiosk needs the 'kiosk' extra (pip install 'retauth[kiosk]'): {exc.name}"
+            ) from None
+        from biometrics.kiosk.capture import CameraSource, FolderSource
+        from biometrics.kiosk.library import load_backend
+        from biometrics.kiosk.operator import OperatorGate, load_operator_token
+
+        if camera is not None and watch_folder is not None:
+            raise InputError("choose --camera or --watch-folder, not both")
+        if not upload and camera is None and watch_folder is None:
+            raise InputError("--no-upload needs --camera or --watch-folder")
+        if debug_save_images is not None:
+            debug_save_images.mkdir(parents=True, exist_ok=True)
+            err_console.print(f"[yellow]warning:[/] saving every probe to {debug_save_images}")
+        if not _is_loopback(host):
+            err_console.print(
+                f"[yellow]warning:[/] serving on {host}: the operator token travels unencrypted"
+            )
+        token = load_operator_token(operator_token_file)
+        capture = (
+            CameraSource(camera)
+            if camera is not None
+            else FolderSource(watch_folder)
+            if watch_folder is not None
+            else None
+        )
+        overrides = {"backend": backend, "weights": weights}
+        settings = replace(
+            store_settings(db, key_file), **{k: v for k, v in overrides.items() if v is not None}
+        )
+        service = load_backend(settings)
+        settings_kiosk = KioskSettings(
+            workers=workers,
+            max_queue=max_queue,
+            operator=OperatorGate(token) if token else None,
+            capture=capture,
+            allow_upload=upload,
+            debug_save_dir=debug_save_images,
+            allowed_hosts=("127.0.0.1", "localhost", "[::1]", host),
+        )
+        console.print(
+            f"retauth kiosk on http://{host}:{port}/  backend={service.name}  "
+            f"workers={workers} queue={max_queue}  enrolment={'on' if token else 'off'}"
+        )
+        uvicorn.run(
+            create_app(service, settings_kiosk),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,  # the query string carries user ids
+            # A second, cruder bound below the app's own queue: cheap endpoints still answer.
+            limit_concurrency=workers + max_queue + 16,
+        )
+        service.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command("kiosk")(kiosk)
