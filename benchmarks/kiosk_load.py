@@ -1,0 +1,225 @@
+"""Bounded load test of ``retauth kiosk`` on loopback: latency, 503s, failures, peak RSS.
+
+Starts the kiosk as a separate process (so its memory is measured alone) with a throw-away
+store, enrols ``--identities`` RIDB eyes through the operator API, then sends ``--requests``
+1:1 verify requests (genuine and impostor claims alternately) from ``--clients`` threads.
+A 503 is the kiosk refusing work beyond its queue: the client counts it, waits for the
+``Retry-After`` and tries again, so every request is eventually served. Anything else that
+is not a 200 is a failure and makes the script exit 1.
+
+Usage::
+
+    python benchmarks/kiosk_load.py --data ../shared/data [--backend onnxruntime --weights m.onnx]
+
+Prints p50/p95 latency of served requests, p95 of 503 answers (they must be quick), the
+counts, throughput, and the server's idle and peak resident memory (``VmHWM``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+
+TOKEN = "load-test-operator-token"
+console = Console(highlight=False)
+
+
+@dataclass
+class Tally:
+    """Outcome counters shared by the client threads."""
+
+    served_s: list[float] = field(default_factory=list)
+    busy_s: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    decisions: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict, float]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    elapsed = time.perf_counter() - start
+    try:
+        return status, json.loads(raw), elapsed
+    except json.JSONDecodeError:
+        return status, {"error": raw[:80].decode(errors="replace")}, elapsed
+
+
+def _peak_rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set size of ``pid`` in MB, from /proc (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _ridb(data: Path, identities: int) -> dict[int, list[bytes]]:
+    """Captures 1..5 of eyes 1..``identities`` (``IM00000C_N.jpg``), as encoded bytes."""
+    folder = data / "RIDB"
+    captures = {
+        eye: [(folder / f"IM00000{c}_{eye}.jpg").read_bytes() for c in range(1, 6)]
+        for eye in range(1, identities + 1)
+    }
+    return captures
+
+
+def _start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ, RETAUTH_HOME=str(home), RETAUTH_OPERATOR_TOKEN=TOKEN)
+    env.pop("RETAUTH_CONFIG", None)
+    command = [
+        sys.executable, "-c", "from biometrics.cli import main; main()", "kiosk",
+        "--port", str(port), "--workers", str(args.workers), "--max-queue", str(args.max_queue),
+    ]  # fmt: skip
+    if args.backend:
+        command += ["--backend", args.backend]
+    if args.weights:
+        command += ["--weights", args.weights]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"kiosk exited early:\n{server.stdout.read().decode()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                health = json.loads(r.read())
+                console.print(f"kiosk up: backend={health['backend']} pid={server.pid}")
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("kiosk did not answer /healthz within 120 s")
+
+
+def _client(url: str, jobs: list[tuple[bytes, str, bool]], tally: Tally, advance) -> None:  # noqa: ANN001
+    for image, user_id, genuine in jobs:
+        while True:
+            status, body, elapsed = _post(
+                f"{url}/api/verify?user_id={user_id}",
+                image,
+                {"Content-Type": "application/octet-stream"},
+            )
+            with tally.lock:
+                if status == 503:
+                    tally.busy_s.append(elapsed)
+                elif status == 200:
+                    tally.served_s.append(elapsed)
+                    key = f"{'genuine' if genuine else 'impostor'}-{body['decision']}"
+                    tally.decisions[key] = tally.decisions.get(key, 0) + 1
+                else:
+                    tally.failures.append(f"{status}: {body.get('error')}")
+            if status != 503:
+                break
+            time.sleep(1.0)
+        advance()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=os.environ.get("RETAUTH_DATA"))
+    parser.add_argument("--backend", default=None, help="auto, onnxruntime, tvm, classical")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-queue", type=int, default=4)
+    parser.add_argument("--identities", type=int, default=5)
+    args = parser.parse_args()
+    if args.data is None:
+        parser.error("give --data or set RETAUTH_DATA (the folder holding RIDB/)")
+    captures = _ridb(args.data, args.identities)
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="kiosk-load-") as home:
+        server = _start_server(args, Path(home), port)
+        try:
+            idle_rss, _ = _peak_rss_mb(server.pid)
+            for eye, shots in captures.items():
+                payload = {"user_id": f"eye{eye}", "images": [base64.b64encode(shots[0]).decode()]}
+                status, body, _ = _post(
+                    f"{url}/api/enrol",
+                    json.dumps(payload).encode(),
+                    {"Content-Type": "application/json", "X-Operator-Token": TOKEN},
+                )
+                if status != 200:
+                    raise SystemExit(f"enrolment of eye{eye} failed: {status} {body}")
+            # Alternate genuine claims (captures 2-5 of the same eye) and impostor claims.
+            eyes = sorted(captures)
+            jobs = []
+            for i in range(args.requests):
+                eye = eyes[i % len(eyes)]
+                genuine = i % 2 == 0
+                claim = eye if genuine else eyes[(i + 1) % len(eyes)]
+                jobs.append((captures[eye][1 + (i // len(eyes)) % 4], f"eye{claim}", genuine))
+            tally = Tally()
+            start = time.perf_counter()
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("verify requests", total=len(jobs))
+                with ThreadPoolExecutor(args.clients) as pool:
+                    for c in range(args.clients):
+                        pool.submit(
+                            _client, url, jobs[c :: args.clients], tally,
+                            lambda: progress.advance(task),
+                        )  # fmt: skip
+            wall = time.perf_counter() - start
+            rss, peak_rss = _peak_rss_mb(server.pid)
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+                metrics = r.read().decode()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    served = np.array(tally.served_s) * 1e3
+    busy = np.array(tally.busy_s) * 1e3
+    console.print(
+        f"requests={args.requests} clients={args.clients} workers={args.workers} "
+        f"max_queue={args.max_queue} identities={args.identities}"
+    )
+    console.print(
+        f"served={served.size} latency_ms p50={np.percentile(served, 50):.0f} "
+        f"p95={np.percentile(served, 95):.0f} max={served.max():.0f}  "
+        f"throughput={served.size / wall:.2f} req/s over {wall:.1f} s"
+    )
+    busy_p95 = f"{np.percentile(busy, 95):.1f}" if busy.size else "n/a"
+    console.print(f"503_answers={busy.size} (p95 {busy_p95} ms)  failed={len(tally.failures)}")
+    console.print(f"decisions={json.dumps(tally.decisions, sort_keys=True)}")
+    console.print(f"server_rss_mb idle={idle_rss:.0f} end={rss:.0f} peak={peak_rss:.0f}")
+    for line in metrics.splitlines():
+        if line.startswith("retauth_kiosk_latency_seconds"):
+            console.print(f"  {line}")
+    for failure in sorted(set(tally.failures))[:5]:
+        console.print(f"[red]failure:[/] {failure}")
+    return 1 if tally.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
