@@ -12,6 +12,7 @@ makes "check then insert" enrolment atomic. Reads use plain snapshots and never 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -133,7 +134,9 @@ def alembic_config() -> Config:
     return cfg
 
 
+@functools.lru_cache(maxsize=1)
 def head_revision() -> str:
+    """Newest revision shipped with this version (scripts do not change while running)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
