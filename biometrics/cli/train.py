@@ -121,6 +121,101 @@ def write_model(model, path: Path, dice: float, threshold: float, dataset: str) 
     return diff
 
 
+def eval_seg_command(
+    weights: str = typer.Option(None, help="ONNX model (default: the shipped biometric model)."),
+    dataset: str = typer.Option("drive", help="drive, chase, hrf or all."),
+    data: str = typer.Option(None, help="Data root (default: $RETAUTH_DATA)."),
+    backend: str = typer.Option("onnxruntime", help="onnxruntime, torch (.pt) or classical."),
+    threshold: float = typer.Option(
+        None, help="Probability threshold (default: the model's validation-chosen one)."
+    ),
+    diameter: int = typer.Option(540, help="FOV diameter (px) the model sees; 540 = canonical."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
+) -> None:
+    """Score a segmenter on a test split: Dice, accuracy, AUC, Se/Sp inside the FOV vs the paper."""
+    with errors_to_exit_codes(as_json=as_json):
+        from rich.progress import Progress
+
+        from segmentation.backends import load_segmenter, shipped_weights
+        from training.datasets import DATASETS, data_root, load_split
+        from training.evaluate import evaluate
+
+        names = DATASETS if dataset == "all" else (dataset,)
+        if any(n not in DATASETS for n in names):
+            raise ValueError(f"unknown data set {dataset!r}; choose drive, chase, hrf or all")
+        root = data_root(data)
+        path = Path(weights) if weights else shipped_weights()
+        if backend != "classical" and path is None:
+            raise ValueError("no weights given and none shipped; pass --weights")
+        segmenter = load_segmenter(backend, None if backend == "classical" else path)
+        if threshold is None:
+            meta = sidecar(path) if path is not None else None
+            threshold = (
+                json.loads(meta.read_text())["threshold"] if meta and meta.is_file() else 0.5
+            )
+        results = {}
+        for name in names:
+            samples = load_split(root, name, "test")
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task(f"{name} test", total=len(samples))
+                report = evaluate(
+                    segmenter,
+                    samples,
+                    name,
+                    threshold,
+                    diameter,
+                    on_image=lambda _, t=task: bar.advance(t),
+                )
+            results[name] = {"model": report.summary(), "paper": PAPER[name]}
+        payload = {
+            "weights": path.name if path else None,
+            "backend": segmenter.name,
+            "threshold": threshold,
+            "diameter": diameter,
+            "results": results,
+        }
+        if not as_json:
+            console.print(results_table(payload))
+        emit(payload, _summary_line(payload), as_json=as_json)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or value != value else f"{value:.4f}"
+
+
+def results_table(payload: dict):
+    """Rich table: this model, the paper's M2U-Net and the 2nd human observer per data set."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{payload['weights'] or payload['backend']} @ threshold {payload['threshold']:.2f}, "
+        f"FOV diameter {payload['diameter']} px, metrics inside the FOV at native resolution"
+    )
+    for col in ("data set", "row", "Dice", "accuracy", "AUC", "sensitivity", "specificity"):
+        table.add_column(col)
+    for name, res in payload["results"].items():
+        m, p = res["model"], res["paper"]
+        label = "hrf (HRF-AV vessel labels)" if name == "hrf" else name
+        table.add_row(
+            label,
+            "this model",
+            *(_fmt(m[k]) for k in ("dice", "accuracy", "auc", "sensitivity", "specificity")),
+        )
+        table.add_row("", "paper M2U-Net", _fmt(p["dice"]), _fmt(p["accuracy"]), _fmt(p["auc"]))
+        if m["second_observer_dice"] == m["second_observer_dice"]:
+            table.add_row("", "2nd observer", _fmt(m["second_observer_dice"]))
+    return table
+
+
+def _summary_line(payload: dict) -> str:
+    parts = [
+        f"{n} Dice {_fmt(r['model']['dice'])} (paper {_fmt(r['paper']['dice'])})"
+        for n, r in payload["results"].items()
+    ]
+    return "; ".join(parts)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``eval-seg`` to the root app."""
     app.command("train")(train_command)
+    app.command("eval-seg")(eval_seg_command)

@@ -1,0 +1,52 @@
+"""Backend ``torch``: the reference M2U-Net in PyTorch (``train`` extra), imported lazily.
+
+Same interface as :class:`segmentation.backends.OnnxSegmenter`; used by training for
+validation (wrapping the live model) and to check exported ONNX files against torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from segmentation.models.m2unet import m2unet
+from segmentation.preprocessing import pad_to_multiple, to_model_input
+
+
+class TorchSegmenter:
+    """M2U-Net in torch on CPU. ``weights``: a ``.pt`` checkpoint from ``retauth train``."""
+
+    name = "torch"
+
+    def __init__(self, weights: str | Path | None = None, *, model: nn.Module | None = None):
+        if model is None:
+            if weights is None:
+                raise ValueError("the torch backend needs --weights pointing at a .pt checkpoint")
+            path = Path(weights)
+            if not path.is_file():
+                raise ValueError(f"{path.name}: checkpoint not found")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model = m2unet()
+            model.load_state_dict(state.get("model", state))
+        self.model = model
+
+    @torch.no_grad()
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits (N, 1, H, W) for a float32 NCHW batch whose H, W are multiples of 32."""
+        was_training = self.model.training
+        self.model.eval()
+        x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+        out = self.model(x).float().contiguous().numpy()
+        self.model.train(was_training)
+        return out
+
+    def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        padded, (h, w) = pad_to_multiple(rgb)
+        logit = self.logits(to_model_input(padded))[0, 0, :h, :w]
+        prob = 1.0 / (1.0 + np.exp(-logit))
+        if fov is not None:
+            prob = np.where(fov, prob, 0.0)
+        return prob.astype(np.float32)

@@ -1,0 +1,106 @@
+"""Segmentation metrics inside the field of view (numpy only; no torch needed).
+
+Dice (= F1), accuracy, sensitivity, specificity from the confusion matrix at a threshold,
+and AUC-ROC from the rank statistic over all FOV pixels, which is what the paper reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Pixel counts: true/false positives/negatives."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    def __add__(self, other: Confusion) -> Confusion:
+        return Confusion(
+            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn
+        )
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None) -> Confusion:
+    """Confusion matrix of boolean ``pred`` against ``truth``, counted inside ``fov``."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if fov is not None:
+        fov = np.asarray(fov, bool)
+        pred, truth = pred[fov], truth[fov]
+    tp = int(np.count_nonzero(pred & truth))
+    fp = int(np.count_nonzero(pred & ~truth))
+    fn = int(np.count_nonzero(~pred & truth))
+    return Confusion(tp, fp, fn, int(pred.size) - tp - fp - fn)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Threshold metrics of one confusion matrix (NaN where a denominator is zero)."""
+
+    dice: float
+    accuracy: float
+    sensitivity: float
+    specificity: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def scores(c: Confusion) -> Scores:
+    """Dice = 2TP/(2TP+FP+FN), accuracy, sensitivity = TP/(TP+FN), specificity = TN/(TN+FP)."""
+    return Scores(
+        dice=_ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn),
+        accuracy=_ratio(c.tp + c.tn, c.tp + c.fp + c.fn + c.tn),
+        sensitivity=_ratio(c.tp, c.tp + c.fn),
+        specificity=_ratio(c.tn, c.tn + c.fp),
+    )
+
+
+def auc_roc(prob: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None) -> float:
+    """Area under the ROC curve (Mann–Whitney U with average ranks for ties)."""
+    prob, truth = np.asarray(prob, np.float64), np.asarray(truth, bool)
+    if fov is not None:
+        fov = np.asarray(fov, bool)
+        prob, truth = prob[fov], truth[fov]
+    n_pos = int(np.count_nonzero(truth))
+    n_neg = truth.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(prob, kind="mergesort")
+    sorted_prob = prob[order]
+    ranks = np.empty(prob.size, np.float64)
+    # average ranks over runs of equal scores
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_prob)) + 1]
+    ends = np.r_[starts[1:], prob.size]
+    avg = (starts + ends + 1) / 2.0  # 1-based mean rank of each run
+    ranks[order] = np.repeat(avg, ends - starts)
+    u = ranks[truth].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def dice_at_thresholds(
+    prob: np.ndarray, truth: np.ndarray, fov: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tp, fp, fn) count arrays for every threshold at once, via a histogram of scores.
+
+    Used to choose the operating threshold on validation data: summing the arrays over
+    images and taking argmax of 2tp/(2tp+fp+fn) gives the data-set-level best threshold.
+    """
+    p, t = prob[fov], truth[fov].astype(bool)
+    edges = np.r_[thresholds, np.inf]
+    pos_hist = np.histogram(p[t], bins=np.r_[-np.inf, edges])[0]
+    neg_hist = np.histogram(p[~t], bins=np.r_[-np.inf, edges])[0]
+    # pixels with p >= thresholds[i] are predicted vessel
+    tp = pos_hist[::-1].cumsum()[::-1][1:]
+    fp = neg_hist[::-1].cumsum()[::-1][1:]
+    fn = int(t.sum()) - tp
+    return tp, fp, fn
