@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select, text, update
@@ -20,8 +21,6 @@ from enrollment import (
     UserRevoked,
 )
 from enrollment.models import Template, User
-
-from conftest import snapshot
 
 T1, T2, T3 = b"template-one" * 50, b"template-two" * 50, b"template-three" * 50
 
@@ -69,7 +68,7 @@ def test_unicode_id_normalised(store: TemplateStore) -> None:
     assert store.users()[0]["user"] == "Zoë"
 
 
-def test_duplicate_enrol_leaves_db_unchanged(db_url: str) -> None:
+def test_duplicate_enrol_leaves_db_unchanged(db_url: str, snapshot) -> None:
     with _reopen(db_url) as s:
         s.enroll("alice", [T1])
     before = snapshot(db_url)
@@ -79,7 +78,7 @@ def test_duplicate_enrol_leaves_db_unchanged(db_url: str) -> None:
 
 
 @pytest.mark.parametrize("action", ["templates", "delete", "revoke", "unlock", "check_not_locked"])
-def test_unknown_user_leaves_db_unchanged(db_url: str, action: str) -> None:
+def test_unknown_user_leaves_db_unchanged(db_url: str, action: str, snapshot) -> None:
     with _reopen(db_url) as s:
         s.enroll("alice", [T1])
     before = snapshot(db_url)
@@ -89,7 +88,7 @@ def test_unknown_user_leaves_db_unchanged(db_url: str, action: str) -> None:
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "", "a b", "x" * 65])
-def test_bad_ids_leave_db_unchanged(db_url: str, bad: str) -> None:
+def test_bad_ids_leave_db_unchanged(db_url: str, bad: str, snapshot) -> None:
     with _reopen(db_url) as s:
         s.enroll("alice", [T1])
     before = snapshot(db_url)
@@ -141,11 +140,11 @@ def test_delete_really_removes(store: TemplateStore, db_url: str) -> None:
     if db_url.startswith("sqlite"):
         store.close()
         path = db_url.removeprefix("sqlite:///")
-        data = open(path, "rb").read()
+        data = Path(path).read_bytes()
         assert bytes(sealed)[40:80] not in data  # secure_delete + checkpoint overwrote it
 
 
-def test_wrong_key_is_store_error_and_changes_nothing(db_url: str, monkeypatch) -> None:
+def test_wrong_key_is_store_error_and_changes_nothing(db_url: str, monkeypatch, snapshot) -> None:
     monkeypatch.setenv("RETAUTH_KEY", base64.b64encode(bytes(32)).decode())
     with _reopen(db_url) as s:
         s.enroll("alice", [T1])
