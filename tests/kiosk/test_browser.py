@@ -1,5 +1,8 @@
 """Drive the kiosk page in headless Chromium against a live server on 127.0.0.1.
 
+The server runs the real backend (classical segmenter, encrypted store in a temp
+``RETAUTH_HOME``), so the page shows a real vessel overlay of the synthetic photographs.
+
 Needs Debian's ``chromium`` (``apt-get install chromium``) and ``pip install playwright``;
 Playwright's own browser download is not used. Skipped, with the reason, when either is
 missing. Set ``RETAUTH_KIOSK_SCREENSHOT=docs/kiosk.png`` to keep the result-page screenshot.
@@ -18,8 +21,10 @@ import pytest
 import uvicorn
 
 from biometrics.kiosk.app import KioskSettings, create_app
+from biometrics.kiosk.library import LibraryBackend
 from biometrics.kiosk.operator import OperatorGate, OperatorToken
-from tests.kiosk.conftest import FakeBackend, encode, synthetic_fundus
+from biometrics.settings import load_settings
+from tests.kiosk.conftest import encode, synthetic_fundus
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,11 +36,16 @@ TOKEN = "operator-token-123"
 
 
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn server on an ephemeral loopback port, in a thread."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETAUTH_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.delenv("RETAUTH_CONFIG", raising=False)
+        # 0.4: synthetic eyes score ~0.5 genuine and ~0.2 impostor with the classical segmenter.
+        backend = LibraryBackend(load_settings(backend="classical", threshold=0.4))
     settings = KioskSettings(operator=OperatorGate(OperatorToken(TOKEN)), result_timeout_s=60)
     config = uvicorn.Config(
-        create_app(FakeBackend(), settings), host="127.0.0.1", port=0, log_level="warning"
+        create_app(backend, settings), host="127.0.0.1", port=0, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -49,6 +59,7 @@ def server_url() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=5)
+    backend.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +95,7 @@ def _verify(page, photo: Path, user_id: str = "") -> str:  # noqa: ANN001 - play
     page.fill("#verify-id", user_id)
     page.set_input_files("#verify-file", str(photo))
     page.click("#verify-submit")
-    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
     return page.inner_text("#result-banner")
 
 
@@ -94,7 +105,7 @@ def test_enrol_verify_genuine_and_impostor(page, photos: dict[str, Path], tmp_pa
     page.fill("#enrol-id", "alice")
     page.set_input_files("#enrol-files", [str(photos["alice-0"]), str(photos["alice-5"])])
     page.click("#enrol-submit")
-    page.wait_for_selector("#operator-message.ok")
+    page.wait_for_selector("#operator-message.ok", timeout=30_000)
     assert page.inner_text("#operator-message") == "Enrolled alice (2 references)."
     page.click("#operator .back")
     assert page.input_value("#operator-token") == ""  # the token does not outlive the screen
