@@ -47,30 +47,48 @@ class BoundedExecutor:
 
     @property
     def in_flight(self) -> int:
-        """Jobs admitted and not yet finished (running plus waiting)."""
+        """Jobs admitted and not yet finished (running, waiting, or still reading their input)."""
         return self._admitted
 
-    def _admit(self) -> None:
+    def admit(self) -> Slot:
+        """Take a place now, or raise :class:`Overloaded`; use the slot as a context manager.
+
+        Admission comes before the request body is read, so at most ``workers + max_queue``
+        uploads are ever held in memory.
+        """
         with self._lock:
             if self._admitted >= self.workers + self.max_queue:
                 raise Overloaded("the scanner is busy; please try again in a moment")
             self._admitted += 1
+        return Slot(self)
 
     def _release(self) -> None:
         with self._lock:
             self._admitted -= 1
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(*args)`` on a worker thread, or raise :class:`Overloaded` immediately."""
-        self._admit()
-        try:
-            future = self._pool.submit(fn, *args)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(lambda _: self._release())
-        return await asyncio.wrap_future(future)
-
     def shutdown(self) -> None:
         """Finish running jobs and stop the threads (called when the server stops)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Slot:
+    """One admitted place. It is given back when its job finishes on the worker thread (not
+    when the awaiting request is cancelled), or on leaving the ``with`` block if no job ran."""
+
+    def __init__(self, executor: BoundedExecutor) -> None:
+        self._executor = executor
+        self._submitted = False
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._submitted:
+            self._executor._release()
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on a worker thread and wait for its result."""
+        future = self._executor._pool.submit(fn)
+        self._submitted = True
+        future.add_done_callback(lambda _: self._executor._release())
+        return await asyncio.wrap_future(future)

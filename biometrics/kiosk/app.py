@@ -24,7 +24,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -43,9 +43,11 @@ from biometrics.kiosk.backend import Decision, KioskBackend
 from biometrics.kiosk.capture import CaptureSource
 from biometrics.kiosk.metrics import Metrics
 from biometrics.kiosk.operator import OperatorGate
-from segmentation.imageio import decode_image
+from segmentation.imageio import InvalidImage, decode_image
 
 log = logging.getLogger("retauth.kiosk")
+#: Work for a worker thread: returns the JSON body, with its metrics outcome under "_outcome".
+Job = Callable[[], dict[str, Any]]
 
 STATIC_DIR = Path(str(resources.files("biometrics.kiosk") / "static"))
 #: Longest side of the overlay sent to the page; a kiosk screen needs no more.
@@ -133,17 +135,21 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    async def run_job(endpoint: str, job: Callable[[], dict[str, Any]]) -> JSONResponse:
-        """Run ``job`` on the pool, count it, and turn every failure into a JSON error."""
+    async def handle(endpoint: str, prepare: Callable[[], Awaitable[Job]]) -> JSONResponse:
+        """Admit the request, let ``prepare`` read its body and return the job, run the job on
+        the pool, count the outcome, and turn every failure into a JSON error."""
         start = time.perf_counter()
         try:
-            body = await executor.run(job)
+            with executor.admit() as slot:
+                job = await prepare()
+                body = await slot.run(job)
         except Overloaded as exc:
             metrics.observe(endpoint, "busy")
             return _error(503, str(exc), headers={"Retry-After": "1"})
-        except ApiError as exc:
-            metrics.observe(endpoint, exc.outcome, time.perf_counter() - start)
-            return _error(exc.status, str(exc))
+        except (ApiError, FailureToAcquire, InputError, InvalidImage) as exc:
+            status, outcome = _classify(exc)
+            metrics.observe(endpoint, outcome, time.perf_counter() - start)
+            return _error(status, str(exc))
         except Exception:  # noqa: BLE001 - a request must never take the kiosk down
             log.exception("%s failed", endpoint)
             metrics.observe(endpoint, "error", time.perf_counter() - start)
@@ -152,21 +158,16 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
         return JSONResponse(body)
 
     def acquire(data: bytes, use_device: bool) -> np.ndarray:
-        """Decode an upload or take a capture, mapping failures to API errors."""
-        try:
-            if use_device:
-                if settings.capture is None:
-                    raise ApiError(400, "no scanner is attached to this kiosk", "bad_request")
-                return settings.capture.capture()
-            if not settings.allow_upload:
-                raise ApiError(
-                    400, "uploads are disabled on this kiosk; use the scanner", "bad_request"
-                )
-            return decode_image(data, name="upload")
-        except FailureToAcquire as exc:
-            raise ApiError(422, str(exc), "fta") from None
-        except ValueError as exc:  # InvalidImage, InputError
-            raise ApiError(400, str(exc), "bad_request") from None
+        """Decode an upload or take a capture from the configured scanner."""
+        if use_device:
+            if settings.capture is None:
+                raise ApiError(400, "no scanner is attached to this kiosk", "bad_request")
+            return settings.capture.capture()
+        if not settings.allow_upload:
+            raise ApiError(
+                400, "uploads are disabled on this kiosk; use the scanner", "bad_request"
+            )
+        return decode_image(data, name="upload")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -192,63 +193,50 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
     async def verify(
         request: Request, user_id: str | None = None, source: str = "upload"
     ) -> JSONResponse:
-        try:
-            data = await _read_body(request, settings.max_upload_bytes)
-        except ApiError as exc:
-            metrics.observe("verify", exc.outcome)
-            return _error(exc.status, str(exc))
         claimed = (user_id or "").strip() or None
         is_operator = settings.operator is not None and settings.operator.check(
             request.headers.get("X-Operator-Token")
         )
 
-        def job() -> dict[str, Any]:
-            rgb = acquire(data, source == "device")
-            try:
-                decision = service.verify(rgb, claimed)
-            except FailureToAcquire as exc:
-                raise ApiError(422, str(exc), "fta") from None
-            except InputError as exc:
-                raise ApiError(400, str(exc), "bad_request") from None
-            _debug_save(settings.debug_save_dir, rgb, decision.overlay)
-            return _decision_body(decision, detailed=is_operator)
+        async def prepare() -> Job:
+            data = await _read_body(request, settings.max_upload_bytes)
 
-        return await run_job("verify", job)
+            def job() -> dict[str, Any]:
+                rgb = acquire(data, source == "device")
+                decision = service.verify(rgb, claimed)
+                _debug_save(settings.debug_save_dir, rgb, decision.overlay)
+                return _decision_body(decision, detailed=is_operator)
+
+            return job
+
+        return await handle("verify", prepare)
 
     @app.post("/api/enrol")
     async def enrol(request: Request) -> JSONResponse:
-        try:
-            if settings.operator is None:
-                raise ApiError(
-                    403, "enrolment is disabled: no operator token configured", "forbidden"
-                )
-            if not settings.operator.check(request.headers.get("X-Operator-Token")):
-                raise ApiError(401, "operator token missing or wrong", "unauthorised")
-            payload = _parse_enrol(
-                await _read_body(
-                    request, settings.max_upload_bytes * settings.max_enrol_images * 4 // 3 + 4096
-                ),
-                settings.max_enrol_images,
+        if settings.operator is None:
+            metrics.observe("enrol", "forbidden")
+            return _error(403, "enrolment is disabled: no operator token configured")
+        if not settings.operator.check(request.headers.get("X-Operator-Token")):
+            metrics.observe("enrol", "unauthorised")
+            return _error(401, "operator token missing or wrong")
+
+        async def prepare() -> Job:
+            limit = settings.max_upload_bytes * settings.max_enrol_images * 4 // 3 + 4096
+            user_id, encoded, scans = _parse_enrol(
+                await _read_body(request, limit), settings.max_enrol_images
             )
-        except ApiError as exc:
-            metrics.observe("enrol", exc.outcome)
-            return _error(exc.status, str(exc))
-        user_id, encoded, device_count = payload
 
-        def job() -> dict[str, Any]:
-            if device_count:
-                images = [acquire(b"", True) for _ in range(device_count)]
-            else:
-                images = [acquire(data, False) for data in encoded]
-            try:
+            def job() -> dict[str, Any]:
+                if scans:
+                    images = [acquire(b"", True) for _ in range(scans)]
+                else:
+                    images = [acquire(data, False) for data in encoded]
                 kept = service.enroll(user_id, images)
-            except FailureToAcquire as exc:
-                raise ApiError(422, str(exc), "fta") from None
-            except InputError as exc:
-                raise ApiError(400, str(exc), "bad_request") from None
-            return {"_outcome": "enrolled", "user_id": user_id, "references": kept}
+                return {"_outcome": "enrolled", "user_id": user_id, "references": kept}
 
-        return await run_job("enrol", job)
+            return job
+
+        return await handle("enrol", prepare)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -275,6 +263,15 @@ STATIC_FILES = {
     "kiosk.js": "text/javascript",
     "kiosk.css": "text/css",
 }
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    """HTTP status and metrics outcome of an expected failure."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.outcome
+    if isinstance(exc, FailureToAcquire):
+        return 422, "fta"
+    return 400, "bad_request"  # InputError (e.g. malformed id), InvalidImage
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

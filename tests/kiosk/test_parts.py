@@ -22,11 +22,15 @@ def test_executor_refuses_beyond_workers_plus_queue() -> None:
     executor = BoundedExecutor(workers=1, max_queue=1)
     release = threading.Event()
 
-    async def scenario() -> list[object]:
-        jobs = [asyncio.ensure_future(executor.run(release.wait)) for _ in range(2)]
+    async def admitted_job() -> bool:
+        with executor.admit() as slot:
+            return await slot.run(release.wait)
+
+    async def scenario() -> list[bool]:
+        jobs = [asyncio.ensure_future(admitted_job()) for _ in range(2)]
         await asyncio.sleep(0.05)
         with pytest.raises(Overloaded):
-            await executor.run(release.wait)
+            executor.admit()
         assert executor.in_flight == 2
         release.set()
         return await asyncio.gather(*jobs)
@@ -36,7 +40,7 @@ def test_executor_refuses_beyond_workers_plus_queue() -> None:
     executor.shutdown()
 
 
-def test_executor_releases_its_slot_when_the_job_raises() -> None:
+def test_slot_is_released_on_error_and_when_no_job_ran() -> None:
     executor = BoundedExecutor(workers=1, max_queue=0)
 
     def boom() -> None:
@@ -44,8 +48,10 @@ def test_executor_releases_its_slot_when_the_job_raises() -> None:
 
     async def scenario() -> None:
         for _ in range(3):
-            with pytest.raises(RuntimeError):
-                await executor.run(boom)
+            with pytest.raises(RuntimeError), executor.admit() as slot:
+                await slot.run(boom)
+        with pytest.raises(ValueError), executor.admit():
+            raise ValueError("bad body, rejected before any job")
 
     asyncio.run(scenario())
     assert executor.in_flight == 0
