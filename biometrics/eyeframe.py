@@ -42,7 +42,8 @@ def locate_disc(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray) -> Disc:
     # The disc is a large structure: work at 1/4 resolution (16x fewer pixels to blur).
     small = (max(1, fov.shape[1] // _STEP), max(1, fov.shape[0] // _STEP))
     fov_s = cv2.resize(fov.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST)
-    inner = cv2.erode(fov_s, np.ones((3, 3), np.uint8)).astype(bool)
+    rim = max(3, int(radius / _STEP) | 1)  # glare and flare concentrate at the aperture rim
+    inner = cv2.erode(fov_s, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rim, rim))).astype(bool)
     lum = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA).astype(np.float32)
     ves = cv2.resize(vessels.astype(np.float32), small, interpolation=cv2.INTER_AREA)
     bright = _normalised_blur(

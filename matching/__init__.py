@@ -6,6 +6,6 @@
 from matching.score import compare
 
 #: Accept when ``compare(...) >= DEFAULT_THRESHOLD``; chosen on development data (README).
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.42
 
 __all__ = ["DEFAULT_THRESHOLD", "compare"]

@@ -261,8 +261,8 @@ def compare_pairs(
     pairs = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
     scores = np.full(len(pairs), np.nan)
     present = np.array([t is not None for t in templates], dtype=bool)
-    usable = np.flatnonzero(present[pairs[:, 0]] & present[pairs[:, 1]]) if len(pairs) else []
-    chunks = _chunks(np.asarray(usable), scheduler.workers)
+    usable = np.flatnonzero(present[pairs[:, 0]] & present[pairs[:, 1]])
+    chunks = _chunks(usable, scheduler.workers)
     with _progress(progress) as bar:
         task = bar.add_task("comparing", total=len(usable))
         for i, chunk_scores in _run_chunks(

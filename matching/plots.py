@@ -50,7 +50,7 @@ def det_plot(
         point = norm.ppf(np.clip(eer, low, high))
         ax.plot([point], [point], "o", c="C3", label=f"EER {eer:.2%}")
     ticks = norm.ppf(DET_TICKS)
-    labels = [f"{t:.2%}".replace(".00%", "%") for t in DET_TICKS]
+    labels = [f"{t * 100:g}%" for t in DET_TICKS]
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_ticks(ticks, labels)
     ax.set_xlim(lim)

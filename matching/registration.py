@@ -3,9 +3,8 @@
 Points are handled as complex numbers ``x + iy``; a similarity transform is ``p ↦ z·p + t``
 (``|z|`` = scale, ``arg z`` = rotation). Three steps:
 
-1. **Hypotheses** from pairs of junction correspondences (2-point RANSAC, vectorised): junction
-   pairs whose branch-angle signatures agree propose a transform, kept only if scale and
-   rotation are plausible for two captures of one eye.
+1. **Hypotheses** by Hough voting: over a grid of plausible rotations and scales, every pair of
+   junctions votes for a translation, weighted by branch-angle signature agreement.
 2. **Consensus**: every hypothesis moves all probe junctions at once and counts how many land
    on a reference junction, by lookup in a rasterised tolerance map — no per-hypothesis loop.
 3. **Refinement**: least squares on the junction inliers, then ICP on the dense centreline
@@ -28,10 +27,16 @@ SCALE_RANGE = (0.88, 1.14)
 MAX_ROTATION = np.deg2rad(25)
 #: Junction agreement radius (canonical pixels) for consensus.
 JUNCTION_TOL = 5.0
-#: Number of 2-point hypotheses drawn.
-HYPOTHESES = 3000
-#: Candidate correspondences kept per probe junction.
-CANDIDATES_PER_NODE = 6
+#: Rotation grid (radians) and scale grid of the Hough vote.
+ROTATIONS = np.deg2rad(np.arange(-24.0, 24.1, 3.0))
+SCALES = np.array([0.96, 1.0, 1.04])
+#: Translation bin (pixels) and largest translation considered, in the disc-anchored frame.
+BIN = 8.0
+MAX_SHIFT = 420.0
+#: Junction pairs whose signature weight is below this do not vote.
+MIN_PAIR_WEIGHT = 0.2
+#: Vote peaks that go on to consensus and refinement.
+PEAKS = 8
 _MARGIN = 32
 
 
@@ -105,12 +110,12 @@ def raster_of(template: Template) -> Raster:
     return raster
 
 
-def register(probe: Template, reference: Template, *, seed: int = 0) -> Similarity:
+def register(probe: Template, reference: Template) -> Similarity:
     """Estimate the similarity transform that maps ``probe`` onto ``reference``."""
     pa, pb = probe.junctions, reference.junctions
     if len(pa) < 2 or len(pb) < 2:
         return IDENTITY
-    best = _consensus(pa, pb, _hypotheses(probe, reference, seed))
+    best = _consensus(pa, pb, _hypotheses(probe, reference))
     best = _refine_on_junctions(pa, pb, best)
     return _icp(probe.points, raster_of(reference), best)
 
@@ -130,31 +135,36 @@ def _signature(angles: np.ndarray) -> np.ndarray:
     return -np.sort(-sig, axis=1)
 
 
-def _hypotheses(probe: Template, reference: Template, seed: int) -> np.ndarray:
-    """Candidate transforms as complex pairs (z, t), shape (K, 2), identity first."""
-    sa, sb = _signature(probe.junction_angles), _signature(reference.junction_angles)
-    cost = np.abs(sa[:, None, :] - sb[None, :, :]).sum(axis=2)
-    k = min(CANDIDATES_PER_NODE, cost.shape[1])
-    cand_b = np.argpartition(cost, k - 1, axis=1)[:, :k]
-    cand_a = np.repeat(np.arange(len(sa)), k)
-    cand_b = cand_b.ravel()
-    rng = np.random.default_rng(seed)
-    i = rng.integers(0, len(cand_a), HYPOTHESES)
-    j = rng.integers(0, len(cand_a), HYPOTHESES)
+def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
+    """Candidate transforms (z, t) from Hough voting, shape (K, 2), strongest first.
+
+    For each rotation/scale on a small grid, every probe–reference junction pair votes for the
+    translation that would superimpose them; votes are weighted by how well the pair's
+    branch-angle signatures agree. True correspondences pile up in one translation bin,
+    chance pairs spread out. One ``bincount`` over all (rotation, scale, pair) triples.
+    """
     ca, cb = _complex(probe.junctions), _complex(reference.junctions)
-    a1, a2 = ca[cand_a[i]], ca[cand_a[j]]
-    b1, b2 = cb[cand_b[i]], cb[cand_b[j]]
-    da = a2 - a1
-    ok = np.abs(da) > 20
-    z = np.where(ok, (b2 - b1) / np.where(ok, da, 1), 0)
-    scale, rot = np.abs(z), np.abs(np.angle(z))
-    ok &= (scale > SCALE_RANGE[0]) & (scale < SCALE_RANGE[1]) & (rot < MAX_ROTATION)
-    z, t = z[ok], b1[ok] - z[ok] * a1[ok]
-    return (
-        np.concatenate([[[1 + 0j, 0j]], np.stack([z, t], 1)])
-        if z.size
-        else np.array([[1 + 0j, 0j]])
-    )
+    sa, sb = _signature(probe.junction_angles), _signature(reference.junction_angles)
+    weight = np.exp(-np.abs(sa[:, None, :] - sb[None, :, :]).sum(axis=2) / 0.6)
+    ia, ib = np.nonzero(weight > MIN_PAIR_WEIGHT)  # dissimilar junctions do not vote
+    zs = (SCALES[:, None] * np.exp(1j * ROTATIONS[None, :])).ravel()
+    t = cb[ib][None, :] - zs[:, None] * ca[ia][None, :]  # (Z, pairs)
+    n = 2 * int(MAX_SHIFT / BIN) + 1
+    tx = np.rint(t.real / BIN).astype(np.int64) + n // 2
+    ty = np.rint(t.imag / BIN).astype(np.int64) + n // 2
+    ok = (tx >= 0) & (tx < n) & (ty >= 0) & (ty < n)
+    flat = (np.arange(len(zs))[:, None] * n + ty) * n + tx
+    votes = np.broadcast_to(weight[ia, ib][None, :], t.shape)
+    acc = np.bincount(flat[ok], weights=votes[ok], minlength=len(zs) * n * n).reshape(len(zs), n, n)
+    # Sum 2x2 neighbourhoods so that a peak split across bin borders is not lost.
+    acc[:, 1:, :] += acc[:, :-1, :]
+    acc[:, :, 1:] += acc[:, :, :-1]
+    flat_acc = acc.ravel()
+    top = np.argpartition(flat_acc, -PEAKS)[-PEAKS:]
+    top = top[np.argsort(flat_acc[top])[::-1]]
+    zi, ty, tx = np.unravel_index(top, acc.shape)
+    shift = ((tx - n // 2 - 0.5) + 1j * (ty - n // 2 - 0.5)) * BIN
+    return np.stack([zs[zi], shift], 1)
 
 
 def _consensus(pa: np.ndarray, pb: np.ndarray, hyps: np.ndarray) -> Similarity:

@@ -24,6 +24,9 @@ def _register_all() -> None:
     from biometrics.cli import train
 
     train.register(app)
+    from biometrics.cli import evaluate
+
+    evaluate.register(app)
     from biometrics.cli import audit, db, keys, users
 
     for module in (users, keys, audit, db):

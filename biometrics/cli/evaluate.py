@@ -1,0 +1,213 @@
+"""``retauth evaluate``: FMR/FNMR, EER, DET, FTA/FTE and rank-1 of the matcher on a data set.
+
+This module only wires the real pipeline (:class:`biometrics.pipeline.Pipeline`) and matcher
+(:func:`matching.compare`) into :func:`matching.evaluation.evaluate` and renders its summary;
+the experiment itself is library code that tests drive with toy templates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from biometrics.cli.common import console, emit, errors_to_exit_codes
+from biometrics.errors import InputError
+
+#: Packages whose code decides what a template contains: a change in any of them must not
+#: reuse templates cached by an older version.
+_TEMPLATE_PACKAGES = ("biometrics", "segmentation")
+
+
+def _template_fingerprint(settings: Any) -> str:
+    """Short hash of everything a cached template depends on: code, weights, settings.
+
+    The cache would otherwise silently serve templates from before a pipeline change, and an
+    evaluation is exactly where that kind of staleness does the most damage.
+    """
+    import biometrics
+    import segmentation
+
+    digest = hashlib.sha256(repr((settings.backend, settings.weights)).encode())
+    roots = [Path(biometrics.__file__).parent, Path(segmentation.__file__).parent]
+    files = [p for root in roots for p in sorted(root.rglob("*.py"))]
+    files += sorted((roots[1] / "weights").glob("*"))
+    if settings.weights and Path(settings.weights).is_file():
+        files.append(Path(settings.weights))
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}%}"
+
+
+def _ci(interval: list[float | None]) -> str:
+    low, high = interval
+    return "" if low is None or high is None else f"[{_pct(low)}, {_pct(high)}]"
+
+
+def _table(summary: dict[str, Any]) -> Table:
+    """The human view of the summary: one row per figure, with its 95 % interval."""
+    table = Table(title=f"retauth evaluate — {summary['protocol']}", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("95 % CI / note")
+    eer = summary["eer"]
+    threshold = "n/a" if eer["threshold"] is None else f"{eer['threshold']:.4f}"
+    table.add_row("EER", _pct(eer["rate"]), f"{_ci(eer['ci95'])} at threshold {threshold}")
+    for op in summary["fnmr_at_fmr"]:
+        note = f"threshold {op['threshold']:.4f}" if op["threshold"] is not None else ""
+        if not op["resolved"]:
+            note += f"; too few impostors (allows {op['false_matches_allowed']} false match(es))"
+        table.add_row(f"FNMR @ FMR = {op['target_fmr']:.1%}", _pct(op["fnmr"]), note)
+    at = summary["at_threshold"]
+    table.add_row(f"FMR @ {at['threshold']:.4f}", _pct(at["fmr"]), f"FAR {_pct(at['far'])}")
+    table.add_row(f"FNMR @ {at['threshold']:.4f}", _pct(at["fnmr"]), f"FRR {_pct(at['frr'])}")
+    fail = summary["failures"]
+    table.add_row("FTA", _pct(fail["fta"]), f"{len(fail['failed_captures'])} capture(s) failed")
+    table.add_row("FTE", _pct(fail["fte"]), "identities that could not enrol")
+    ident = summary["identification"]
+    table.add_row(
+        "rank-1", _pct(ident["rank1"]), f"{_ci(ident['ci95'])} over {ident['probes']} probes"
+    )
+    comps = summary["comparisons"]
+    table.add_row(
+        "genuine / impostor",
+        f"{comps['genuine']} / {comps['impostor']}",
+        f"{comps['not_made']} not made (failed captures)",
+    )
+    hard = summary["same_group_impostors"]
+    if hard["count"]:
+        table.add_row(
+            "same-group impostors",
+            str(hard["count"]),
+            f"FMR {_pct(hard['fmr_at_threshold'])} at threshold",
+        )
+    table.caption = summary["caveat"]
+    return table
+
+
+def evaluate_command(
+    data_dir: str = typer.Argument(None, help="Folder of captures (default: $RETAUTH_DATA)."),
+    protocol: str = typer.Option("all-pairs", help="all-pairs or enrol-first."),
+    pattern: str = typer.Option(
+        None,
+        help="File-name regex with (?P<identity>...) and optionally (?P<capture>...), "
+        "(?P<group>...). Default: RIDB's IM00000C_N.jpg.",
+    ),
+    mapping: str = typer.Option(
+        None, help="CSV with columns file, identity (or eye_id), optional capture and group."
+    ),
+    out: str = typer.Option("evaluation", help="Folder for scores, summary and plots."),
+    threshold: float = typer.Option(
+        None, help="Decision threshold (default: settings, then matching.DEFAULT_THRESHOLD)."
+    ),
+    workers: int = typer.Option(
+        min(4, os.cpu_count() or 1), help="Comparison processes (1: in this process)."
+    ),
+    scheduler: str = typer.Option(None, help="Dask scheduler address, e.g. tcp://host:8786."),
+    dask: bool = typer.Option(False, "--dask", help="Compare on a local Dask cluster."),
+    backend: str = typer.Option(None, help="Segmentation backend (see settings)."),
+    weights: str = typer.Option(None, help="Segmentation weights file."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached templates."),
+    resamples: int = typer.Option(1000, help="Bootstrap replicates for the 95 % intervals."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Evaluate the matcher on a labelled folder: scores file, error rates, DET and histograms."""
+    with errors_to_exit_codes(as_json=as_json):
+        if pattern and mapping:
+            raise InputError("give --pattern or --mapping, not both")
+        folder = data_dir or os.environ.get("RETAUTH_DATA")
+        if not folder or not Path(folder).is_dir():
+            raise InputError("give a data folder (argument or RETAUTH_DATA)")
+        if workers < 1 or resamples < 1:
+            raise InputError("--workers and --resamples must be at least 1")
+        result = run_evaluation(
+            Path(folder),
+            Path(out),
+            protocol=protocol,
+            pattern=pattern,
+            mapping=Path(mapping) if mapping else None,
+            threshold=threshold,
+            workers=workers,
+            dask=dask,
+            address=scheduler,
+            backend=backend,
+            weights=weights,
+            cache=cache,
+            resamples=resamples,
+            seed=seed,
+            progress=not as_json,
+        )
+        if not as_json:
+            console.print(_table(result.summary))
+        written = ", ".join(str(p) for p in result.files.values())
+        emit({"ok": True, **result.summary, "out": out}, f"wrote {written}", as_json=as_json)
+
+
+def run_evaluation(
+    data_dir: Path,
+    out: Path,
+    *,
+    protocol: str = "all-pairs",
+    pattern: str | None = None,
+    mapping: Path | None = None,
+    threshold: float | None = None,
+    workers: int = 1,
+    dask: bool = False,
+    address: str | None = None,
+    backend: str | None = None,
+    weights: str | None = None,
+    cache: bool = True,
+    resamples: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> Any:
+    """The experiment behind ``retauth evaluate``, with the real pipeline and matcher.
+
+    Shared with ``benchmarks/evaluate_ridb.py``. Heavy modules (the pipeline, matplotlib)
+    are imported here, not at module level, so other ``retauth`` commands start fast.
+    Returns a :class:`matching.evaluation.Evaluation`.
+    """
+    import matching
+    from biometrics.pipeline import Pipeline
+    from biometrics.settings import load_settings
+    from biometrics.template import Template
+    from matching.evaluation import Scheduler, evaluate
+    from matching.protocols import RIDB_PATTERN, captures_from_csv, captures_from_pattern
+
+    captures = (
+        captures_from_csv(mapping, data_dir)
+        if mapping
+        else captures_from_pattern(data_dir, pattern or RIDB_PATTERN)
+    )
+    settings = load_settings(backend=backend, weights=weights, threshold=threshold)
+    decision = settings.threshold if settings.threshold is not None else matching.DEFAULT_THRESHOLD
+    return evaluate(
+        captures,
+        protocol,
+        Pipeline(settings).extract_file,
+        matching.compare,
+        out,
+        threshold=decision,
+        scheduler=Scheduler(workers=workers, dask=dask, address=address),
+        cache_dir=out / "templates" / _template_fingerprint(settings) if cache else None,
+        decode=Template.from_bytes,
+        progress=progress,
+        n_resamples=resamples,
+        seed=seed,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``retauth evaluate`` to the root command."""
+    app.command("evaluate")(evaluate_command)
