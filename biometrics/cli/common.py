@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 

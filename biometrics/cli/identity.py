@@ -1,0 +1,240 @@
+"""``retauth enroll``, ``verify``, ``inspect`` and ``demo``: the commands a user runs daily."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from biometrics.cli.common import Exit, console, emit, errors_to_exit_codes, fail
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: SQLite in the data dir).")
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--key-file", help="Key file (default: in the data dir).")
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", help="auto | onnxruntime | tvm | classical | torch"),
+]
+WeightsOpt = Annotated[
+    str | None, typer.Option("--weights", help="Model file for the chosen backend.")
+]
+ThresholdOpt = Annotated[
+    float | None, typer.Option("--threshold", help="Accept when score >= threshold.")
+]
+
+
+def _service(db, key_file, backend, weights, threshold):
+    from biometrics.service import AuthService
+    from biometrics.settings import load_settings
+
+    settings = load_settings(
+        db_url=db, key_file=key_file, backend=backend, weights=weights, threshold=threshold
+    )
+    return AuthService(settings)
+
+
+def _read(paths: list[Path]):
+    from segmentation.imageio import read_image
+
+    return [read_image(p) for p in paths]
+
+
+def enroll(
+    user: Annotated[str, typer.Option("--user", help="Identity to enrol.")],
+    images: Annotated[list[Path], typer.Argument(help="One or more captures of the eye.")],
+    replace: Annotated[bool, typer.Option(help="Replace an existing enrolment.")] = False,
+    db: DbOpt = None,
+    key_file: KeyOpt = None,
+    backend: BackendOpt = None,
+    weights: WeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enrol USER from one or more fundus photographs of the same eye."""
+    with errors_to_exit_codes(as_json=as_json):
+        start = time.perf_counter()
+        rgbs = _read(images)
+        service = _service(db, key_file, backend, weights, None)
+        try:
+            n = service.enroll(user, rgbs, replace=replace)
+        finally:
+            service.close()
+        ms = (time.perf_counter() - start) * 1e3
+    emit(
+        {"ok": True, "user": user, "templates": n, "time_ms": round(ms, 1)},
+        f"[green]enrolled[/] {user} ({n} capture{'s' if n > 1 else ''}, {ms:.0f} ms)",
+        as_json=as_json,
+    )
+
+
+def verify(
+    image: Annotated[Path, typer.Argument(help="Probe photograph.")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="Claimed identity (1:1); omit for 1:N.")
+    ] = None,
+    db: DbOpt = None,
+    key_file: KeyOpt = None,
+    backend: BackendOpt = None,
+    weights: WeightsOpt = None,
+    threshold: ThresholdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a probe against USER (1:1), or identify it among everyone enrolled (1:N).
+
+    Exit code 0 = accepted, 1 = rejected, 2 = bad input, 3 = store/internal error.
+    """
+    with errors_to_exit_codes(as_json=as_json):
+        start = time.perf_counter()
+        (rgb,) = _read([image])
+        service = _service(db, key_file, backend, weights, threshold)
+        try:
+            decision = service.verify(rgb, user)
+        finally:
+            service.close()
+        ms = (time.perf_counter() - start) * 1e3
+    result = decision.as_dict() | {"ok": True, "time_ms": round(ms, 1)}
+    if decision.mode == "1:1":
+        verdict = "[green]ACCEPT[/]" if decision.accepted else "[red]REJECT[/]"
+        human = f"{verdict} {user}"
+    else:
+        human = f"[green]MATCH[/] {decision.user_id}" if decision.accepted else "[red]no match[/]"
+    human += f"  score {decision.score:.3f}, threshold {decision.threshold:.3f}, {ms:.0f} ms"
+    emit(result, human, as_json=as_json, code=Exit.OK if decision.accepted else Exit.REJECTED)
+
+
+def inspect(
+    image: Annotated[Path, typer.Argument(help="Photograph to analyse.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the overlay PNG here.")] = None,
+    backend: BackendOpt = None,
+    weights: WeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what the pipeline sees: vessels, centreline, junctions, optic disc and quality."""
+    with errors_to_exit_codes(as_json=as_json):
+        from biometrics.overlay import encode_png, render_overlay
+        from biometrics.pipeline import Pipeline
+        from biometrics.settings import load_settings
+
+        (rgb,) = _read([image])
+        pipeline = Pipeline(load_settings(backend=backend, weights=weights))
+        canon, _, features = pipeline.analyse(rgb)
+        if out is not None:
+            out.write_bytes(encode_png(render_overlay(canon.rgb, features, endpoints=True)))
+    q = features.quality
+    result = {
+        "ok": q.ok,
+        "counts": features.template.counts,
+        "template_bytes": len(features.template.to_bytes()),
+        "disc": {"x": features.disc.x, "y": features.disc.y, "side": features.disc.side},
+        "quality": q.as_dict(),
+        "segmenter": pipeline.segmenter.name,
+        "timings_ms": {k: round(v, 1) for k, v in pipeline.timings.items()},
+        "overlay": str(out) if out else None,
+    }
+    c = features.template.counts
+    human = (
+        f"{c['bifurcation']} bifurcations, {c['crossover']} crossovers, {c['endpoint']} endpoints; "
+        f"{features.disc.side} eye; vessels {q.vessel_fraction:.1%} of FOV; "
+        + ("quality ok" if q.ok else f"[red]refused[/]: {q.reasons[0]}")
+        + (f"; overlay → {out}" if out else "")
+    )
+    emit(result, human, as_json=as_json, code=Exit.OK if q.ok else Exit.BAD_INPUT)
+
+
+def sample_images() -> dict[str, Path]:
+    """Bundled demo captures (RIDB, CC BY 4.0), keyed by file stem."""
+    folder = Path(str(resources.files("biometrics") / "samples"))
+    return {p.stem: p for p in sorted(folder.glob("*.jpg"))}
+
+
+def demo(
+    backend: BackendOpt = None,
+    weights: WeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enrol a bundled eye, then verify a genuine and an impostor capture (temporary store)."""
+    samples = sample_images()
+    needed = ("eye_a_1", "eye_a_2", "eye_a_3", "eye_b_1")
+    if any(n not in samples for n in needed):
+        fail("demo samples are missing from this installation", Exit.INTERNAL, as_json=as_json)
+    home = Path(tempfile.mkdtemp(prefix="retauth-demo-"))
+    steps = []
+    try:
+        with errors_to_exit_codes(as_json=as_json):
+            from biometrics.service import AuthService
+            from biometrics.settings import load_settings
+
+            settings = load_settings(
+                db_url=f"sqlite:///{home / 'demo.db'}",
+                key_file=str(home / "demo.key"),
+                backend=backend,
+                weights=weights,
+            )
+            service = AuthService(settings)
+            try:
+                t = time.perf_counter()
+                service.enroll("alice", _read([samples["eye_a_1"], samples["eye_a_2"]]))
+                steps.append(
+                    ("enrol alice  (eye A, captures 1+2)", None, (time.perf_counter() - t) * 1e3)
+                )
+                for label, name, claim in (
+                    ("verify alice (eye A, capture 3)", "eye_a_3", "alice"),
+                    ("verify alice (eye B, impostor) ", "eye_b_1", "alice"),
+                    ("identify     (eye A, capture 3)", "eye_a_3", None),
+                ):
+                    t = time.perf_counter()
+                    decision = service.verify(_read([samples[name]])[0], claim)
+                    steps.append((label, decision, (time.perf_counter() - t) * 1e3))
+            finally:
+                service.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    expected = [True, False, True]
+    got = [d.accepted for _, d, _ in steps[1:]]
+    ok = got == expected
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "segmenter": service.pipeline.segmenter.name,
+                    "steps": [
+                        {
+                            "step": label.strip(),
+                            **(d.as_dict() if d else {}),
+                            "time_ms": round(ms, 1),
+                        }
+                        for label, d, ms in steps
+                    ],
+                }
+            )
+        )
+    else:
+        console.print(f"segmenter: {service.pipeline.segmenter.name}")
+        for label, d, ms in steps:
+            if d is None:
+                console.print(f"{label}  [green]enrolled[/]  ({ms:.0f} ms)")
+                continue
+            verdict = "[green]ACCEPT[/]" if d.accepted else "[red]REJECT[/]"
+            who = f" → {d.user_id}" if d.mode == "1:N" and d.user_id else ""
+            console.print(
+                f"{label}  {verdict}{who}  score {d.score:.3f} (threshold {d.threshold:.2f}, {ms:.0f} ms)"
+            )
+        console.print("[green]demo passed[/]" if ok else "[red]demo gave unexpected decisions[/]")
+    raise typer.Exit(int(Exit.OK if ok else Exit.INTERNAL))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(enroll)
+    app.command()(verify)
+    app.command()(inspect)
+    app.command()(demo)
