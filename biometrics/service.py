@@ -86,10 +86,7 @@ class AuthService:
         """1:1 against ``user_id``'s references, or 1:N against everyone when it is None."""
         probe, timings = self.analyse(rgb)
         start = time.perf_counter()
-        if user_id is None:
-            decision = self._identify(probe)
-        else:
-            decision = self._verify(probe, user_id)
+        decision = self._identify(probe) if user_id is None else self._verify(probe, user_id)
         timings["match_ms"] = (time.perf_counter() - start) * 1e3
         decision.timings_ms.update(timings)
         return decision

@@ -16,13 +16,6 @@ from enrollment.models import Base
 TABLES = {"users", "templates", "store_meta", "audit_events", "alembic_version"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    return request.getfixturevalue("pg_db")
-
-
 def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
     engine = make_engine(fresh_url)
     assert current_revision(engine) is None

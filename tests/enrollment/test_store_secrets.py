@@ -28,13 +28,13 @@ def _forbidden() -> list[str]:
     ]
 
 
-def test_nothing_secret_in_logs_or_errors(db_url: str, monkeypatch, caplog) -> None:
+def test_nothing_secret_in_logs_or_errors(fresh_url: str, monkeypatch, caplog) -> None:
     monkeypatch.setenv("RETAUTH_KEY", base64.b64encode(KEY).decode())
     caplog.set_level(logging.DEBUG)
     for name in ("sqlalchemy.engine", "alembic"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     messages: list[str] = []
-    with TemplateStore.open(load_settings(db_url=db_url)) as store:
+    with TemplateStore.open(load_settings(db_url=fresh_url)) as store:
         store.enroll("carol", [TEMPLATE])
         store.record_verification("carol", accepted=False, score=0.2, mode="verify")
         rotate(store)
@@ -58,7 +58,7 @@ def test_nothing_secret_in_logs_or_errors(db_url: str, monkeypatch, caplog) -> N
         messages.append(str(info.value))
     monkeypatch.setenv("RETAUTH_KEY", base64.b64encode(b"\x01" * 32).decode())
     with pytest.raises(RetauthError) as info:
-        TemplateStore.open(load_settings(db_url=db_url))
+        TemplateStore.open(load_settings(db_url=fresh_url))
     messages.append(str(info.value))
     haystack = caplog.text + "\n".join(messages)
     assert len(messages) == 6 and all("\n" not in m for m in messages)
