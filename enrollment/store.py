@@ -291,8 +291,8 @@ class TemplateStore:
     def _purge_wal(self) -> None:
         """Best effort: fold the WAL into the database so deleted records leave no copy."""
         if self.engine.dialect.name == "sqlite":
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            with self.engine.connect() as conn:  # outside any transaction, or it cannot run
+                conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- verification policy --------------------------------------------------------------
 
