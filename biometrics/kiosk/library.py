@@ -1,115 +1,71 @@
-"""The real :class:`~biometrics.kiosk.backend.KioskBackend`: pipeline + template store + matcher.
+"""The real :class:`~biometrics.kiosk.backend.KioskBackend`: :class:`biometrics.service.AuthService`.
 
-Built once at start-up by :func:`load_backend`; the segmenter (ONNX Runtime, TVM or classical)
-and the store connection then serve every request. The probe is always analysed *before* the
-claimed id is looked up, so an unknown id costs the same extraction time as a known one.
+The service holds the segmenter (loaded once) and the template store, and makes the same
+decisions as the CLI. This adapter adds what the kiosk page needs on top: the vessel overlay
+of the probe, and one uniform rejection for unknown, revoked and locked ids (the reason is kept
+for the operator and the metrics, never shown on the public page).
 """
 
 from __future__ import annotations
 
-import time
+import threading
 
-import cv2
 import numpy as np
 
-from biometrics.features import Features
-from biometrics.graph import BIFURCATION, CROSSOVER
 from biometrics.kiosk.backend import Decision, Reason
-from biometrics.pipeline import Pipeline
+from biometrics.overlay import render_overlay
+from biometrics.service import AuthService
 from biometrics.settings import Settings
-from biometrics.template import Template
 from enrollment.errors import UnknownUser, UserLocked, UserRevoked
-from enrollment.store import TemplateStore
-from matching import DEFAULT_THRESHOLD, compare
 
-#: Overlay colours (RGB): vessel area tint, centreline, junctions.
-VESSEL_TINT = np.array([0, 160, 255], np.float32)
-CENTRELINE = (255, 255, 0)
-JUNCTION = (255, 64, 255)
+#: Claims that are refused like a wrong eye, and the reason recorded for each.
+_REFUSALS: dict[type[Exception], Reason] = {
+    UnknownUser: "unknown_user",
+    UserRevoked: "revoked",
+    UserLocked: "locked",
+}
 
 
 class LibraryBackend:
-    """Verification and enrolment against the configured store, thread-safe per request."""
+    """Verification and enrolment through one :class:`AuthService`.
 
-    def __init__(self, settings: Settings) -> None:
-        self._pipeline = Pipeline(settings)
-        self._store = TemplateStore.open(settings)
-        self.threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
-        self.name = self._pipeline.segmenter.name
+    The service keeps the features of its last capture on itself, which is how the overlay is
+    drawn; a lock therefore serialises requests, so a second kiosk worker adds queueing but
+    no parallelism (ONNX Runtime and OpenCV already use the cores within one request).
+    """
+
+    def __init__(self, settings: Settings, service: AuthService | None = None) -> None:
+        self._service = service or AuthService(settings)
+        self._lock = threading.Lock()
+        self.name = self._service.pipeline.segmenter.name
 
     def close(self) -> None:
-        self._store.close()
-
-    def _analyse(self, rgb: np.ndarray) -> tuple[Template, np.ndarray, dict[str, float]]:
-        """Template, overlay and stage timings of one capture; FailureToAcquire if unusable."""
-        canon, _, features = self._pipeline.analyse(rgb)
-        timings = dict(self._pipeline.timings)
-        features.quality.require()
-        return features.template, draw_overlay(canon.rgb, features), timings
+        self._service.close()
 
     def verify(self, rgb: np.ndarray, user_id: str | None) -> Decision:
-        probe, overlay, timings = self._analyse(rgb)
-        start = time.perf_counter()
-        if user_id is None:
-            decision = self._identify(probe, overlay)
-        else:
-            decision = self._verify(probe, user_id, overlay)
-        timings["match_ms"] = (time.perf_counter() - start) * 1e3
-        decision.timings_ms.update(timings)
-        return decision
-
-    def _verify(self, probe: Template, user_id: str, overlay: np.ndarray) -> Decision:
-        def refused(reason: Reason) -> Decision:
-            return Decision(False, "1:1", user_id, 0.0, self.threshold, reason, overlay)
-
-        try:
-            self._store.check_not_locked(user_id)
-            references = self._store.templates(user_id)
-        except UnknownUser:
-            return refused("unknown_user")
-        except UserRevoked:
-            return refused("revoked")
-        except UserLocked:
-            return refused("locked")
-        score = _best_score(probe, references)
-        accepted = score >= self.threshold
-        self._store.record_verification(user_id, accepted=accepted, score=score, mode="verify")
-        reason = "accepted" if accepted else "no_match"
-        return Decision(accepted, "1:1", user_id, score, self.threshold, reason, overlay)
-
-    def _identify(self, probe: Template, overlay: np.ndarray) -> Decision:
-        best_id, best = None, 0.0
-        for user_id, references in self._store.gallery():
-            score = _best_score(probe, references)
-            if score > best:
-                best_id, best = user_id, score
-        accepted = best_id is not None and best >= self.threshold
-        matched = best_id if accepted else None
-        self._store.record_verification(matched, accepted=accepted, score=best, mode="identify")
-        reason = "accepted" if accepted else "no_match"
-        return Decision(accepted, "1:N", matched, best, self.threshold, reason, overlay)
+        with self._lock:
+            try:
+                outcome = self._service.verify(rgb, user_id)
+                reason: Reason = "accepted" if outcome.accepted else "no_match"
+            except tuple(_REFUSALS) as exc:
+                outcome, reason = None, _REFUSALS[type(exc)]
+            overlay = render_overlay(self._service.last_canonical, self._service.last_features)
+        if outcome is None:
+            return Decision(False, "1:1", user_id, 0.0, self._service.threshold, reason, overlay)
+        return Decision(
+            outcome.accepted,
+            outcome.mode,
+            outcome.user_id,
+            outcome.score,
+            outcome.threshold,
+            reason,
+            overlay,
+            dict(outcome.timings_ms),
+        )
 
     def enroll(self, user_id: str, images: list[np.ndarray]) -> int:
-        templates = [self._analyse(rgb)[0].to_bytes() for rgb in images]
-        self._store.enroll(user_id, templates)
-        return len(templates)
-
-
-def _best_score(probe: Template, references: list[bytes]) -> float:
-    return max((compare(Template.from_bytes(ref), probe) for ref in references), default=0.0)
-
-
-def draw_overlay(rgb: np.ndarray, features: Features) -> np.ndarray:
-    """The capture, dimmed, with vessels tinted, the centreline and the junctions drawn on it."""
-    out = rgb.astype(np.float32) * 0.6
-    out[features.vessels] = 0.5 * out[features.vessels] + 0.5 * VESSEL_TINT
-    out = out.astype(np.uint8)
-    out[features.skeleton] = CENTRELINE
-    for _, data in features.graph.nodes(data=True):
-        if data.get("kind") in (BIFURCATION, CROSSOVER):
-            x, y = data["pos"]
-            cv2.circle(out, (int(round(x)), int(round(y))), 3, JUNCTION, -1, cv2.LINE_AA)
-    return out
+        with self._lock:
+            return self._service.enroll(user_id, images)
 
 
 def load_backend(settings: Settings) -> LibraryBackend:

@@ -8,6 +8,8 @@ library's own tests and by ``benchmarks/kiosk_load.py``.
 from __future__ import annotations
 
 import threading
+from importlib import resources
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +19,8 @@ from biometrics.errors import FailureToAcquire, InputError
 from biometrics.kiosk.backend import Decision
 
 SIZE = 256
+#: Demo captures shipped with the package (RIDB): eye_a_* are one eye, eye_b_1 another.
+SAMPLES = Path(str(resources.files("biometrics") / "samples"))
 
 
 def synthetic_fundus(person: int, capture: int = 0) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Drive the kiosk page in headless Chromium against a live server on 127.0.0.1.
 
-The server runs the real backend (classical segmenter, encrypted store in a temp
-``RETAUTH_HOME``), so the page shows a real vessel overlay of the synthetic photographs.
+The server runs the real backend (AuthService with the default segmenter, encrypted store in a
+temp ``RETAUTH_HOME``) on the demo captures shipped in ``biometrics/samples``, so the page
+shows a real decision and vessel overlay.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and ``pip install playwright``;
 Playwright's own browser download is not used. Skipped, with the reason, when either is
@@ -24,7 +25,7 @@ from biometrics.kiosk.app import KioskSettings, create_app
 from biometrics.kiosk.library import LibraryBackend
 from biometrics.kiosk.operator import OperatorGate, OperatorToken
 from biometrics.settings import load_settings
-from tests.kiosk.conftest import encode, synthetic_fundus
+from tests.kiosk.conftest import SAMPLES
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,8 +42,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETAUTH_HOME", str(tmp_path_factory.mktemp("home")))
         mp.delenv("RETAUTH_CONFIG", raising=False)
-        # 0.4: synthetic eyes score ~0.5 genuine and ~0.2 impostor with the classical segmenter.
-        backend = LibraryBackend(load_settings(backend="classical", threshold=0.4))
+        backend = LibraryBackend(load_settings())
     settings = KioskSettings(operator=OperatorGate(OperatorToken(TOKEN)), result_timeout_s=60)
     config = uvicorn.Config(
         create_app(backend, settings), host="127.0.0.1", port=0, log_level="warning"
@@ -66,7 +66,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def page(server_url: str) -> Iterator[object]:
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 600, "height": 980})
+        tab = browser.new_page(viewport={"width": 600, "height": 660})
         tab.goto(server_url)
         tab.wait_for_selector("body[data-ready='1']")
         yield tab
@@ -75,19 +75,15 @@ def page(server_url: str) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("photos")
-    files = {
-        "alice-0": synthetic_fundus(1, 0),
-        "alice-5": synthetic_fundus(1, 5),
-        "alice-probe": synthetic_fundus(1, 7),
-        "impostor": synthetic_fundus(2, 7),
+    notes = tmp_path_factory.mktemp("photos") / "notes.txt"
+    notes.write_text("not a photograph")
+    return {
+        "alice-enrol": SAMPLES / "eye_a_1.jpg",
+        "alice-enrol-2": SAMPLES / "eye_a_3.jpg",
+        "alice-probe": SAMPLES / "eye_a_2.jpg",
+        "impostor": SAMPLES / "eye_b_1.jpg",
+        "text": notes,
     }
-    paths = {name: folder / f"{name}.png" for name in files}
-    for name, rgb in files.items():
-        paths[name].write_bytes(encode(rgb))
-    (folder / "notes.txt").write_text("not a photograph")
-    paths["text"] = folder / "notes.txt"
-    return paths
 
 
 def _verify(page, photo: Path, user_id: str = "") -> str:  # noqa: ANN001 - playwright Page
@@ -103,7 +99,7 @@ def test_enrol_verify_genuine_and_impostor(page, photos: dict[str, Path], tmp_pa
     page.click("#go-operator")
     page.fill("#operator-token", TOKEN)
     page.fill("#enrol-id", "alice")
-    page.set_input_files("#enrol-files", [str(photos["alice-0"]), str(photos["alice-5"])])
+    page.set_input_files("#enrol-files", [str(photos["alice-enrol"]), str(photos["alice-enrol-2"])])
     page.click("#enrol-submit")
     page.wait_for_selector("#operator-message.ok", timeout=30_000)
     assert page.inner_text("#operator-message") == "Enrolled alice (2 references)."

@@ -1,4 +1,5 @@
-"""The real backend (classical segmenter, encrypted store in a temp RETAUTH_HOME) end to end."""
+"""The real backend (AuthService: default segmenter, encrypted store in a temp RETAUTH_HOME) on
+the demo captures shipped in ``biometrics/samples``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from biometrics.errors import FailureToAcquire
 from biometrics.kiosk.library import LibraryBackend
 from biometrics.settings import load_settings
-from tests.kiosk.conftest import synthetic_fundus
+from segmentation.imageio import read_image
+from tests.kiosk.conftest import SAMPLES, synthetic_fundus
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +24,15 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibraryBackend
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETAUTH_HOME", str(home))
         mp.delenv("RETAUTH_CONFIG", raising=False)
-        backend = LibraryBackend(load_settings(backend="classical", threshold=0.4))
-        assert backend.enroll("alice", [synthetic_fundus(1, 0)]) == 1
+        backend = LibraryBackend(load_settings())
+        assert backend.enroll("alice", [read_image(SAMPLES / "eye_a_1.jpg")]) == 1
         yield backend
         backend.close()
 
 
 def test_genuine_accepted_impostor_rejected_with_overlay(library: LibraryBackend) -> None:
-    genuine = library.verify(synthetic_fundus(1, 7), "alice")
-    impostor = library.verify(synthetic_fundus(2, 7), "alice")
+    genuine = library.verify(read_image(SAMPLES / "eye_a_2.jpg"), "alice")
+    impostor = library.verify(read_image(SAMPLES / "eye_b_1.jpg"), "alice")
     assert genuine.accepted and genuine.reason == "accepted"
     assert not impostor.accepted and impostor.reason == "no_match"
     assert genuine.score > impostor.score
@@ -39,7 +41,7 @@ def test_genuine_accepted_impostor_rejected_with_overlay(library: LibraryBackend
 
 
 def test_unknown_id_is_a_plain_rejection(library: LibraryBackend) -> None:
-    decision = library.verify(synthetic_fundus(1, 3), "bob")
+    decision = library.verify(read_image(SAMPLES / "eye_a_3.jpg"), "bob")
     assert (decision.accepted, decision.reason, decision.user_id) == (False, "unknown_user", "bob")
 
 
@@ -56,6 +58,6 @@ def test_no_file_is_written_besides_the_store(
     monkeypatch.chdir(tmp_path)
     home = Path(load_settings().resolved_db_url().removeprefix("sqlite:///")).parent
     before = {p.name for p in home.iterdir()}
-    library.verify(synthetic_fundus(1, 4), "alice")
+    library.verify(read_image(SAMPLES / "eye_a_3.jpg"), None)
     assert {p.name for p in home.iterdir()} <= before | {"retauth.db-wal", "retauth.db-shm"}
     assert list(tmp_path.iterdir()) == []
