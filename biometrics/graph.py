@@ -76,6 +76,8 @@ def _trace(skel: np.ndarray, calibre: np.ndarray) -> nx.MultiGraph:
         for x, y in (path[0], path[-1]):
             c = near_cluster[y, x]
             ends.append(("j", int(c)) if c > 0 else ("e", int(x), int(y)))
+        if ends[0] == ends[1] and ends[0][0] == "j" and len(path) < 2 * ANGLE_REACH:
+            continue  # a pixel or two of skeleton noise beside a junction, not a vessel loop
         for node, (x, y) in zip(ends, (path[0], path[-1]), strict=True):
             if node[0] == "e":
                 graph.add_node(node, pos=(float(x), float(y)))

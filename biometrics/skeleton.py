@@ -29,7 +29,9 @@ def vessel_mask(
     if prob.shape != fov.shape:
         raise ValueError(f"probability map {prob.shape} and FOV {fov.shape} differ in shape")
     inner = cv2.erode(fov.astype(np.uint8), np.ones((2 * RIM + 1, 2 * RIM + 1), np.uint8))
-    mask = apply_hysteresis_threshold(np.where(inner > 0, prob, 0.0), low, high)
+    # A light blur smooths the vessel borders; ragged borders skeletonise into hair-like spurs.
+    smooth = cv2.GaussianBlur(prob.astype(np.float32), (0, 0), 1.0)
+    mask = apply_hysteresis_threshold(np.where(inner > 0, smooth, 0.0), low, high)
     return remove_small_components(mask, MIN_COMPONENT)
 
 

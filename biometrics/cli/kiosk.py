@@ -33,7 +33,12 @@ def kiosk(
             "Without either, enrolment is disabled."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Requests processed in parallel.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker threads (the library runs one request at a time; more only queue)."
+        ),
+    ] = 1,
     max_queue: Annotated[
         int, typer.Option(min=0, help="Requests allowed to wait; more are answered 503.")
     ] = 4,
