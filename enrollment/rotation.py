@@ -22,7 +22,7 @@ from enrollment.errors import KeyConfigError, KeyInUse
 from enrollment.keys import generate_key
 from enrollment.models import Meta, Template, User
 from enrollment.record import context, reseal
-from enrollment.store import SECRET_META, TemplateStore
+from enrollment.store import PRIMARY_META, SECRET_META, TemplateStore
 
 TARGET_META = "rotation_target"
 _BATCH = 200
@@ -81,6 +81,7 @@ def rotate(store: TemplateStore, progress: Progress | None = None) -> dict[str, 
                 progress(done, total)
         secret = session.get(Meta, SECRET_META)
         secret.value = reseal(store.keyring, secret.value, context("deployment-secret"))
+        session.merge(Meta(name=PRIMARY_META, value=target))
         pending = session.get(Meta, TARGET_META)
         if pending is not None:
             session.delete(pending)

@@ -35,7 +35,14 @@ from biometrics.errors import InputError
 from biometrics.settings import Settings
 from enrollment import audit
 from enrollment.db import ensure_schema, make_engine, read_session, write_session
-from enrollment.errors import InvalidRecord, UnknownUser, UserExists, UserLocked, UserRevoked
+from enrollment.errors import (
+    InvalidRecord,
+    KeyConfigError,
+    UnknownUser,
+    UserExists,
+    UserLocked,
+    UserRevoked,
+)
 from enrollment.ids import normalize_user_id, pseudonym
 from enrollment.keys import Keyring, KeySource, key_source
 from enrollment.models import Meta, Template, User
@@ -45,6 +52,8 @@ from enrollment.record import context, key_id_of, seal, unseal
 SECRET_BYTES = 32
 SECRET_META = "secret"
 KDF_META = "kdf"
+#: id of the key new records must be sealed with; rotation moves it, enrolment checks it
+PRIMARY_META = "primary_key"
 MODES = ("verify", "identify")
 
 
@@ -155,6 +164,23 @@ class TemplateStore:
             self.reload_keys()
         return unseal(self.keyring, record, ctx)
 
+    def require_current_key(self, session: Session) -> None:
+        """Inside a write transaction: refuse to seal with a key older than the store's.
+
+        Another process may have rotated (and even retired our old primary) since this one
+        loaded its keys; sealing with a stale key would leave records nobody else can open.
+        The store's current key must be our primary or, mid-rotation, an older key of ours.
+        """
+        meta = session.get(Meta, PRIMARY_META)
+        if meta is None or self.keyring.get(bytes(meta.value)) is not None:
+            return
+        self.reload_keys()
+        if self.keyring.get(bytes(meta.value)) is None:
+            raise KeyConfigError(
+                f"the store was rotated to key {bytes(meta.value).hex()}, which "
+                f"{self.source.name} does not hold; configure it before writing"
+            )
+
     def _name(self, user: User) -> str:
         return self.unseal(user.name_record, context("user-name", user.pseudonym)).decode()
 
@@ -183,6 +209,7 @@ class TemplateStore:
             )
             if user is not None and user.status == "active" and not replace:
                 raise UserExists(f"user {name} is already enrolled (use --replace to re-enrol)")
+            self.require_current_key(session)
             outcome = (
                 "new" if user is None else ("replaced" if user.status == "active" else "renewed")
             )
@@ -402,6 +429,7 @@ def _initialise(
     if kdf is not None:
         session.add(Meta(name=KDF_META, value=json.dumps(kdf).encode()))
     session.add(Meta(name=SECRET_META, value=seal(keyring, secret, context("deployment-secret"))))
+    session.add(Meta(name=PRIMARY_META, value=keyring.primary.id))
     audit.append(
         session,
         _subkey(secret, b"audit"),

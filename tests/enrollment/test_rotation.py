@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from biometrics.settings import load_settings
 from enrollment import KeyInUse, TemplateStore
-from enrollment.errors import InvalidRecord
+from enrollment.errors import InvalidRecord, KeyConfigError
 from enrollment.models import Meta, Template
 from enrollment.record import created_of, key_id_of
 from enrollment.rotation import TARGET_META, retire, rotate
@@ -117,3 +117,32 @@ def test_resume_uses_pending_key(store: TemplateStore, monkeypatch) -> None:
     assert len(store.keyring.keys) == 2
     with store.engine.connect() as conn:
         assert conn.execute(select(Meta).where(Meta.name == TARGET_META)).first() is None
+
+
+def test_stale_process_seals_with_rotated_key(db_url: str) -> None:
+    """A process that loaded its keys before a rotation must not seal with the old key."""
+    stale = TemplateStore.open(load_settings(db_url=db_url))
+    fresh = TemplateStore.open(load_settings(db_url=db_url))
+    old_id = fresh.keyring.primary.id.hex()
+    rotate(fresh)
+    retire(fresh, old_id)
+    stale.enroll("alice", [T1])  # reloads the key file inside its write transaction
+    assert stale.key_usage() == {fresh.keyring.primary.id.hex(): 3}
+    assert fresh.templates("alice") == [T1]
+    stale.close()
+    fresh.close()
+
+
+def test_stale_env_key_refuses_to_write(db_url: str, monkeypatch) -> None:
+    old = base64.b64encode(b"\x01" * 32).decode()
+    new = base64.b64encode(b"\x02" * 32).decode()
+    monkeypatch.setenv("RETAUTH_KEY", old)
+    stale = TemplateStore.open(load_settings(db_url=db_url))
+    stale.enroll("alice", [T1])
+    monkeypatch.setenv("RETAUTH_KEY", f"{new},{old}")
+    with TemplateStore.open(load_settings(db_url=db_url)) as s:
+        s.enroll("bob", [T1])  # ahead of the store (new key not rotated to yet): allowed
+        rotate(s)
+    with pytest.raises(KeyConfigError, match="does not hold"):
+        stale.enroll("carol", [T1])
+    stale.close()
