@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 from typer.testing import CliRunner
 
 from biometrics.cli import app
 from biometrics.settings import load_settings
 from enrollment import TemplateStore
+from enrollment.db import normalize_url
 from enrollment.models import AuditEvent
 
 T = b"graph-template" * 20
@@ -145,3 +149,24 @@ def test_unreachable_database_is_exit_3(tmp_path) -> None:
     blocker.write_text("")
     code, out = run("users", "list", "--db", str(blocker / "sub" / "x.db"))
     assert code == 3 and out.count("\n") == 1
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(user=st.text(max_size=80))
+def test_fuzzed_user_ids_are_refused_cleanly(url: str, snapshot, user: str) -> None:
+    """Arbitrary text as --user: exit 2 with one line (unknown or invalid), DB unchanged."""
+    assume(unicodedata.normalize("NFC", user) not in {"alice", "bob"})
+    before = snapshot(url)
+    code, out = run("users", "revoke", "--user", user, "--db", url)
+    assert code == 2
+    if not user.startswith("-"):  # otherwise the option parser answers with its usage text
+        assert out.count("\n") == 1 and out.startswith("error:")
+    assert snapshot(url) == before
+
+
+def test_postgres_url_uses_psycopg_driver() -> None:
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
