@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 TOKEN = "load-test-operator-token"
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 @dataclass
