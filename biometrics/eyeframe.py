@@ -55,12 +55,31 @@ def locate_disc(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray) -> Disc:
     x, y = (xs_ + 0.5) * _STEP, (ys_ + 0.5) * _STEP
     inside = score[inner]
     confidence = float(np.clip((score[ys_, xs_] - np.median(inside)) / 1.7, 0.0, 1.0))
+    x, y = _refine(rgb, fov, x, y, radius)
     ys, xs = np.nonzero(fov)
     cx, cy = (float(xs.mean()), float(ys.mean())) if xs.size else (x, y)
     if confidence < 0.2:
         x, y = cx, cy
     side = "right" if x >= cx else "left"
     return Disc(float(x), float(y), float(radius), side, confidence)
+
+
+def _refine(
+    rgb: np.ndarray, fov: np.ndarray, x: float, y: float, radius: float
+) -> tuple[float, float]:
+    """Full-resolution disc centre: centroid of the brightest fifth of a window around (x, y)."""
+    r = int(1.5 * radius)
+    h, w = fov.shape
+    x0, x1 = max(0, int(x) - r), min(w, int(x) + r + 1)
+    y0, y1 = max(0, int(y) - r), min(h, int(y) + r + 1)
+    win = rgb[y0:y1, x0:x1].astype(np.float32)
+    lum = cv2.GaussianBlur(win[..., 0] * 0.5 + win[..., 1], (0, 0), 2.0)
+    inside = fov[y0:y1, x0:x1]
+    if inside.sum() < 10:
+        return x, y
+    bright = inside & (lum >= np.percentile(lum[inside], 80))
+    yy, xx = np.nonzero(bright)
+    return float(xx.mean() + x0), float(yy.mean() + y0)
 
 
 def _normalised_blur(values: np.ndarray, support: np.ndarray, sigma: float) -> np.ndarray:

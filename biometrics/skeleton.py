@@ -57,6 +57,9 @@ def neighbour_count(skeleton: np.ndarray) -> np.ndarray:
 
 
 def calibre_map(mask: np.ndarray) -> np.ndarray:
-    """Local vessel diameter estimate (float32): twice the distance to the background."""
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
-    return 2.0 * dist
+    """Local vessel diameter (float32) on the centreline: 2·(distance to background) − 1.
+
+    The distance is measured to the centre of the nearest background pixel, hence the −1.
+    """
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.maximum(2.0 * dist - 1.0, 0.0)

@@ -39,7 +39,7 @@ class ClassicalSegmenter:
         # robust to illumination and camera gain, which shift the raw response.
         cut = max(float(np.quantile(inside, 1.0 - VESSEL_FRACTION)), MIN_CUT)
         spread = max(float(np.std(inside)), 1e-6) * 0.5
-        prob = 1.0 / (1.0 + np.exp(-(response - cut) / spread))
+        prob = 0.5 * (1.0 + np.tanh((response - cut) / (2 * spread)))  # logistic, no overflow
         prob[~fov] = 0.0
         return prob.astype(np.float32)
 

@@ -51,8 +51,7 @@ def fundus(
     """RGB uint8 (SIZE, SIZE, 3) photograph and its (J, 2) junction positions after the move."""
     segments, junctions = vessel_tree(seed)
     rng = np.random.default_rng(seed + 1000)
-    img = np.zeros((SIZE, SIZE, 3), np.float32)
-    cv2.circle(img, (SIZE // 2, SIZE // 2), RADIUS, (190, 95, 45), -1)
+    img = np.full((SIZE, SIZE, 3), (190, 95, 45), np.float32)  # retina fills the frame
     img += rng.normal(0, 3, img.shape).astype(np.float32)
     for p, q, w in segments:
         cv2.line(
@@ -67,7 +66,6 @@ def fundus(
     cv2.circle(img, tuple(np.rint(disc).astype(int)), 30, (245, 200, 120), -1, cv2.LINE_AA)
     fov = np.zeros((SIZE, SIZE), np.uint8)
     cv2.circle(fov, (SIZE // 2, SIZE // 2), RADIUS, 1, -1)
-    img[fov == 0] = 0
     # Move the eye inside a fixed camera aperture: rotate/shift the retina, keep the FOV.
     m = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, 1.0)
     m[:, 2] += shift
