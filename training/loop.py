@@ -46,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 30
     scale_range: tuple[float, float] = (0.75, 1.33)
+    diameter: int = CANONICAL_FOV_DIAMETER  # FOV diameter (px) the scale range is relative to
     val_every: int = 250
     checkpoint_every: int = 50
     seed: int = 0
@@ -142,7 +143,7 @@ def train(
 
     t0 = time.time()
     max_scale = cfg.scale_range[1]
-    cache_diameter = round(CANONICAL_FOV_DIAMETER * max_scale)
+    cache_diameter = round(cfg.diameter * max_scale)
     train_images: list[CachedImage] = []
     val_samples: list[Sample] = []
     for name in cfg.datasets:
@@ -196,7 +197,7 @@ def train(
 
     def validate() -> None:
         seg = TorchSegmenter(model=model)
-        threshold, dice = choose_threshold(seg, val_samples)
+        threshold, dice = choose_threshold(seg, val_samples, cfg.diameter)
         history.append({"step": state["step"], "val_dice": dice, "threshold": threshold})
         improved = dice > state["best_dice"]
         if improved:

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from segmentation.models.m2unet import count_parameters, m2unet  # noqa: E402
+
+
+def test_parameter_count_matches_the_paper():
+    # Laibacher et al. report 0.55 M parameters (2.2 MB in float32)
+    assert count_parameters(m2unet()) == 549_748
+
+
+def test_output_is_one_logit_per_pixel():
+    model = m2unet().eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 96))
+    assert out.shape == (2, 1, 64, 96)
+    assert torch.isfinite(out).all()
+
+
+def test_trunk_taps_strides_and_channels():
+    features = m2unet().backbone(torch.rand(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in features] == [
+        (3, 64, 64),
+        (16, 32, 32),
+        (24, 16, 16),
+        (32, 8, 8),
+        (96, 4, 4),
+    ]
+
+
+def test_pretrained_backbone_is_refused():
+    with pytest.raises(ValueError, match="pretrained"):
+        m2unet(pretrained_backbone=True)
