@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,15 @@ def expected_templates(name: str, count: int, size: int) -> list[bytes]:
     ]
 
 
-def _worker(wid: int, url: str, start, seconds: float, count: int, size: int, out) -> None:  # noqa: ANN001
+def _worker(
+    wid: int,
+    url: str,
+    start: EventType,
+    seconds: float,
+    count: int,
+    size: int,
+    out: multiprocessing.Queue,
+) -> None:
     result: dict[str, Any] = {
         "wid": wid,
         "enrolled": [],

@@ -9,12 +9,17 @@ go back a revision.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from biometrics.cli.common import Exit, emit, errors_to_exit_codes, fail
 from biometrics.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported lazily at run time to keep --help fast
+    from sqlalchemy import Engine
+
+    from enrollment import TemplateStore
 
 DbOpt = Annotated[
     str | None,
@@ -38,20 +43,20 @@ def store_settings(db: str | None, key_file: Path | None = None) -> Settings:
     return load_settings(db_url=db, key_file=None if key_file is None else str(key_file))
 
 
-def open_store(db: str | None, key_file: Path | None = None):  # noqa: ANN201 - lazy import
+def open_store(db: str | None, key_file: Path | None = None) -> TemplateStore:
     """Open the template store for a command (imported lazily to keep ``--help`` fast)."""
     from enrollment import TemplateStore
 
     return TemplateStore.open(store_settings(db, key_file))
 
 
-def _engine(db: str | None):  # noqa: ANN202
+def _engine(db: str | None) -> Engine:
     from enrollment.db import make_engine
 
     return make_engine(store_settings(db).resolved_db_url())
 
 
-def _status(engine) -> dict[str, object]:  # noqa: ANN001
+def _status(engine: Engine) -> dict[str, object]:
     from enrollment.db import current_revision, head_revision
 
     current, head = current_revision(engine), head_revision()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,7 +29,9 @@ def list_users(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt =
         emit({"ok": True, "users": users}, "\n".join(lines) or "no users enrolled", as_json=as_json)
 
 
-def _act(verb: str, action: str, user: str, db: str | None, key_file, as_json: bool) -> None:  # noqa: ANN001
+def _act(
+    verb: str, action: str, user: str, db: str | None, key_file: Path | None, as_json: bool
+) -> None:
     with errors_to_exit_codes(as_json=as_json):
         with open_store(db, key_file) as store:
             getattr(store, action)(user)

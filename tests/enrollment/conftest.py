@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,7 +119,7 @@ def store(db_url: str, clock: Clock) -> Iterator[TemplateStore]:
 
 
 @pytest.fixture
-def snapshot():  # noqa: ANN201 - returns the function below
+def snapshot() -> Callable[[str], str]:
     """Digest of a database, to assert that a refused request changed nothing."""
     return database_digest
 

@@ -11,9 +11,11 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from biometrics.errors import StoreError
 from biometrics.settings import load_settings
@@ -29,7 +31,7 @@ def _open(url: str) -> TemplateStore:
     return TemplateStore.open(load_settings(db_url=url))
 
 
-def _die_in(target, *args) -> int:  # noqa: ANN001
+def _die_in(target: Callable[..., None], *args: object) -> int:
     child = _fork.Process(target=target, args=args)
     child.start()
     child.join(60)
@@ -39,7 +41,7 @@ def _die_in(target, *args) -> int:  # noqa: ANN001
 def _enrol_and_die(url: str) -> None:
     store = _open(url)
 
-    def flush_then_die(session, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def flush_then_die(session: Session, *args: object, **kwargs: object) -> None:
         session.flush()  # the new user and template rows now sit in the open transaction
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -55,7 +57,7 @@ def _rotate_and_die(url: str) -> None:
     calls = {"n": 0}
     real = rotation.reseal
 
-    def reseal_then_die(*args, **kwargs):  # noqa: ANN002, ANN003
+    def reseal_then_die(*args: object, **kwargs: object) -> bytes:
         calls["n"] += 1
         if calls["n"] == 4:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -154,7 +156,7 @@ def test_full_disk_is_clear_store_error(sqlite_url: str) -> None:
         store.enroll("alice", OLD)
 
         @event.listens_for(store.engine, "connect")
-        def _cap(dbapi_conn: sqlite3.Connection, _record) -> None:  # noqa: ANN001
+        def _cap(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]
             dbapi_conn.execute(f"PRAGMA max_page_count = {pages}")
 

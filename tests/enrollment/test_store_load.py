@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "store_load.py"
 
 
-def _load_benchmark():  # noqa: ANN202
+def _load_benchmark() -> ModuleType:
     spec = importlib.util.spec_from_file_location("store_load", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
