@@ -51,6 +51,9 @@ def kiosk(
     upload: Annotated[
         bool, typer.Option("--upload/--no-upload", help="Accept photographs uploaded by the page.")
     ] = True,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest uploaded image in pixels (checked before decoding).")
+    ] = 9_000_000,
     debug_save_images: Annotated[
         Path | None,
         typer.Option(help="DEBUG ONLY: write every probe and overlay as PNG to this folder."),
@@ -102,6 +105,7 @@ def kiosk(
             operator=OperatorGate(token) if token else None,
             capture=capture,
             allow_upload=upload,
+            max_pixels=max_pixels,
             debug_save_dir=debug_save_images,
             allowed_hosts=("127.0.0.1", "localhost", "[::1]", host),
         )

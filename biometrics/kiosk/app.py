@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ import cv2
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from PIL import Image
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from biometrics.errors import FailureToAcquire, InputError
@@ -82,6 +85,11 @@ class KioskSettings:
         turn this off: an upload lets anyone present a stolen photograph (injection attack).
     debug_save_dir
         If set, every probe and overlay is written there as PNG (diagnostics only).
+    max_upload_bytes, max_pixels
+        Largest request body, and largest image (checked from its header before decoding).
+        A few kilobytes of PNG can declare 40 Mpx, which decodes to gigabytes of transient
+        memory; 9 Mpx covers fundus cameras (HRF is 8.2 Mpx) and keeps a request well under
+        the service's memory limit.
     allowed_hosts
         ``Host`` header values accepted; defeats DNS-rebinding from web pages in the kiosk
         browser that try to reach the loopback API under a foreign name.
@@ -94,6 +102,7 @@ class KioskSettings:
     allow_upload: bool = True
     debug_save_dir: Path | None = None
     max_upload_bytes: int = 16 * 1024 * 1024
+    max_pixels: int = 9_000_000
     max_enrol_images: int = 5
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     result_timeout_s: int = 20
@@ -167,6 +176,7 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
             raise ApiError(
                 400, "uploads are disabled on this kiosk; use the scanner", "bad_request"
             )
+        _check_pixels(data, settings.max_pixels)
         return decode_image(data, name="upload")
 
     @app.get("/", include_in_schema=False)
@@ -295,6 +305,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"request larger than {limit} bytes", "too_large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _check_pixels(data: bytes, limit: int) -> None:
+    """Refuse an image whose header declares more than ``limit`` pixels, before decoding it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            width, height = Image.open(io.BytesIO(data)).size
+    except Exception:  # noqa: BLE001 - not an image: decode_image gives the one-line reason
+        return
+    if width * height > limit:
+        raise ApiError(
+            400, f"upload: {width}x{height} exceeds this kiosk's {limit} pixel limit", "bad_request"
+        )
 
 
 def _parse_enrol(raw: bytes, max_images: int) -> tuple[str, list[bytes], int]:

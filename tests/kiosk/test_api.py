@@ -120,6 +120,13 @@ def test_oversized_upload_is_refused_before_decoding(backend: FakeBackend) -> No
     assert response.status_code == 413
 
 
+def test_image_over_the_pixel_limit_is_refused_before_decoding(backend: FakeBackend) -> None:
+    client = make_client(backend, max_pixels=200 * 200)
+    response = client.post("/api/verify", content=encode(synthetic_fundus(1)))  # 256x256
+    assert response.status_code == 400
+    assert response.json()["error"] == "upload: 256x256 exceeds this kiosk's 40000 pixel limit"
+
+
 @pytest.mark.parametrize("token", ["", "wrong-token-value"])
 def test_enrol_needs_the_operator_token(client: TestClient, token: str) -> None:
     assert enrol(client, "mallory", person=3, token=token).status_code == 401
