@@ -97,12 +97,19 @@ def train_command(
         )
 
 
-def write_model(model, path: Path, dice: float, threshold: float, dataset: str) -> float:
+def write_model(
+    model,
+    path: Path,
+    dice: float,
+    threshold: float,
+    dataset: str,
+    fixed_hw: tuple[int, int] | None = None,
+) -> float:
     """Export ``model`` to ONNX with its sidecar; returns the ONNX-vs-torch logit difference."""
     from training.export import export_onnx, parity, sha256
 
-    export_onnx(model, path)
-    diff = parity(model, path)
+    export_onnx(model, path, fixed_hw=fixed_hw)
+    diff = parity(model, path, **({"hw": fixed_hw} if fixed_hw else {}))
     if diff >= 1e-4:
         raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (limit 1e-4)")
     sidecar(path).write_text(
@@ -111,6 +118,9 @@ def write_model(model, path: Path, dice: float, threshold: float, dataset: str) 
                 "threshold": threshold,
                 "validation_dice": round(dice, 4),
                 "trained_on": dataset,
+                "input": "float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
+                if fixed_hw is None
+                else f"float32 (1, 3, {fixed_hw[0]}, {fixed_hw[1]}) RGB in [0, 1]",
                 "max_abs_logit_diff": diff,
                 "sha256": sha256(path),
             },
@@ -119,6 +129,45 @@ def write_model(model, path: Path, dice: float, threshold: float, dataset: str) 
         + "\n"
     )
     return diff
+
+
+def export_seg_command(
+    checkpoint: str = typer.Option(..., help="A best.pt written by retauth train."),
+    out: str = typer.Option(..., help="ONNX file to write (a .json sidecar goes beside it)."),
+    fixed: str = typer.Option(None, help="Fixed input HxW instead of dynamic, e.g. 512x768."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
+) -> None:
+    """Export a training checkpoint to ONNX and check ONNX Runtime against torch (< 1e-4)."""
+    with errors_to_exit_codes(as_json=as_json):
+        import torch
+
+        from segmentation.models.m2unet import m2unet
+        from training.datasets import DATASETS
+
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise ValueError(f"{path.name}: checkpoint not found")
+        fixed_hw = None
+        if fixed:
+            try:
+                h, w = (int(v) for v in fixed.lower().split("x"))
+            except ValueError:
+                raise ValueError("--fixed must look like 512x768 (height x width)") from None
+            if h % 32 or w % 32:
+                raise ValueError("--fixed height and width must be multiples of 32")
+            fixed_hw = (h, w)
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        model = m2unet()
+        model.load_state_dict(ck["model"])
+        datasets = tuple(ck.get("config", {}).get("datasets", ()))
+        name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
+        dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
+        diff = write_model(model, Path(out), dice, threshold, name, fixed_hw)
+        emit(
+            {"onnx": str(out), "max_abs_logit_diff": diff, "threshold": threshold},
+            f"wrote {out}: ONNX Runtime vs torch max |Δlogit| {diff:.2e}, threshold {threshold:.2f}",
+            as_json=as_json,
+        )
 
 
 def eval_seg_command(
@@ -216,6 +265,7 @@ def _summary_line(payload: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``eval-seg`` to the root app."""
+    """Add ``train``, ``export-seg`` and ``eval-seg`` to the root app."""
     app.command("train")(train_command)
+    app.command("export-seg")(export_seg_command)
     app.command("eval-seg")(eval_seg_command)
