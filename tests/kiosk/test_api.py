@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from biometrics.kiosk.app import KioskSettings, create_app
+from biometrics.kiosk.capture import FolderSource
 from biometrics.kiosk.operator import OperatorGate, OperatorToken
 from tests.kiosk.conftest import FakeBackend, encode, synthetic_fundus
 
@@ -223,3 +224,25 @@ def test_no_image_reaches_disk_unless_debugging(
     debug.mkdir()
     verify(make_client(backend, debug_save_dir=debug), 1, "alice")
     assert sorted(p.name.split("-")[-1] for p in debug.iterdir()) == ["overlay.png", "probe.png"]
+
+
+def test_scanner_folder_replaces_uploads(backend: FakeBackend, tmp_path: Path) -> None:
+    client = make_client(backend, capture=FolderSource(tmp_path), allow_upload=False)
+    assert client.get("/api/config").json()["scanner"] == "folder"
+    (tmp_path / "scan.png").write_bytes(encode(synthetic_fundus(1, 0)))
+    response = client.post(
+        "/api/enrol",
+        content=json.dumps({"user_id": "alice", "scans": 2}),
+        headers={"X-Operator-Token": TOKEN},
+    )
+    assert response.json() == {"user_id": "alice", "references": 2}
+    (tmp_path / "scan.png").write_bytes(encode(synthetic_fundus(1, 7)))
+    scanned = client.post("/api/verify", params={"user_id": "alice", "source": "device"})
+    assert scanned.json()["decision"] == "accepted"
+    uploaded = verify(client, 1, "alice")
+    assert uploaded.status_code == 400 and "uploads are disabled" in uploaded.json()["error"]
+
+
+def test_device_source_without_a_scanner_is_400(client: TestClient) -> None:
+    response = client.post("/api/verify", params={"source": "device"})
+    assert response.status_code == 400 and "no scanner" in response.json()["error"]
