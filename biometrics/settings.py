@@ -37,6 +37,9 @@ class Settings:
     backend: str = "auto"
     weights: str = ""
     threshold: float | None = None
+    lockout_attempts: int = 5
+    lockout_window_s: float = 900.0
+    lockout_duration_s: float = 900.0
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"
@@ -54,12 +57,25 @@ def _config_path() -> Path:
     return Path(env) if env else Path(platformdirs.user_config_dir(APP)) / "config.toml"
 
 
+_NUMBERS = {
+    "threshold": float,
+    "lockout_attempts": int,
+    "lockout_window_s": float,
+    "lockout_duration_s": float,
+}
+
+
 def _coerce(name: str, value: Any) -> Any:
-    if name == "threshold":
+    if name in _NUMBERS:
+        if name == "threshold" and value in (None, ""):
+            return None
         try:
-            return None if value in (None, "") else float(value)
+            number = _NUMBERS[name](value)
         except (TypeError, ValueError):
-            raise ConfigError(f"threshold must be a number, got {value!r}") from None
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{name} must not be negative, got {value!r}")
+        return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, got {value!r}")
     return value

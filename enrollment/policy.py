@@ -11,8 +11,12 @@ Defaults follow common guidance for biometric presentation attempts (5 tries in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from enrollment.models import User
+
+if TYPE_CHECKING:
+    from biometrics.settings import Settings
 
 _US = 1_000_000
 
@@ -24,13 +28,12 @@ class LockoutPolicy:
     lockout_s: float = 900.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> LockoutPolicy:
-        """Read ``lockout_attempts``, ``lockout_window_s``, ``lockout_duration_s`` if set."""
-        default = cls()
+    def from_settings(cls, settings: Settings) -> LockoutPolicy:
+        """Policy from :class:`~biometrics.settings.Settings` (``lockout_*`` fields)."""
         return cls(
-            max_failures=int(getattr(settings, "lockout_attempts", None) or default.max_failures),
-            window_s=float(getattr(settings, "lockout_window_s", None) or default.window_s),
-            lockout_s=float(getattr(settings, "lockout_duration_s", None) or default.lockout_s),
+            max_failures=settings.lockout_attempts,
+            window_s=settings.lockout_window_s,
+            lockout_s=settings.lockout_duration_s,
         )
 
     def locked_for_s(self, user: User, now_us: int) -> float:

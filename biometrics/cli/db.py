@@ -36,11 +36,15 @@ db_app = typer.Typer(
 )
 
 
-def store_settings(db: str | None, key_file: Path | None = None) -> Settings:
-    """Settings for a store command; a bare path given to ``--db`` means a SQLite file."""
+def store_settings(db: str | None, key_file: Path | None = None, **overrides: object) -> Settings:
+    """Settings for a store command; a bare path given to ``--db`` means a SQLite file.
+
+    ``overrides`` are further command-line values (``backend``, ``threshold``...), None = unset.
+    """
     if db is not None and "://" not in db:
         db = f"sqlite:///{Path(db).expanduser().resolve()}"
-    return load_settings(db_url=db, key_file=None if key_file is None else str(key_file))
+    key = None if key_file is None else str(key_file)
+    return load_settings(db_url=db, key_file=key, **overrides)
 
 
 def open_store(db: str | None, key_file: Path | None = None) -> TemplateStore:

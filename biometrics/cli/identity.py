@@ -13,14 +13,8 @@ from typing import Annotated
 import typer
 
 from biometrics.cli.common import Exit, console, emit, errors_to_exit_codes, fail
+from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, store_settings
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL (default: SQLite in the data dir).")
-]
-KeyOpt = Annotated[
-    str | None, typer.Option("--key-file", help="Key file (default: in the data dir).")
-]
 BackendOpt = Annotated[
     str | None,
     typer.Option("--backend", help="auto | onnxruntime | tvm | classical | torch"),
@@ -35,11 +29,8 @@ ThresholdOpt = Annotated[
 
 def _service(db, key_file, backend, weights, threshold):
     from biometrics.service import AuthService
-    from biometrics.settings import load_settings
 
-    settings = load_settings(
-        db_url=db, key_file=key_file, backend=backend, weights=weights, threshold=threshold
-    )
+    settings = store_settings(db, key_file, backend=backend, weights=weights, threshold=threshold)
     return AuthService(settings)
 
 
@@ -54,7 +45,7 @@ def enroll(
     images: Annotated[list[Path], typer.Argument(help="One or more captures of the eye.")],
     replace: Annotated[bool, typer.Option(help="Replace an existing enrolment.")] = False,
     db: DbOpt = None,
-    key_file: KeyOpt = None,
+    key_file: KeyFileOpt = None,
     backend: BackendOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
@@ -82,7 +73,7 @@ def verify(
         str | None, typer.Option("--user", help="Claimed identity (1:1); omit for 1:N.")
     ] = None,
     db: DbOpt = None,
-    key_file: KeyOpt = None,
+    key_file: KeyFileOpt = None,
     backend: BackendOpt = None,
     weights: WeightsOpt = None,
     threshold: ThresholdOpt = None,
