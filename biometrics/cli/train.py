@@ -247,12 +247,12 @@ def results_table(payload: dict):
         label = "hrf (HRF-AV vessel labels)" if name == "hrf" else name
         table.add_row(
             label,
-            "this model",
+            "model",
             *(_fmt(m[k]) for k in ("dice", "accuracy", "auc", "sensitivity", "specificity")),
         )
-        table.add_row("", "paper M2U-Net", _fmt(p["dice"]), _fmt(p["accuracy"]), _fmt(p["auc"]))
+        table.add_row("", "paper", _fmt(p["dice"]), _fmt(p["accuracy"]), _fmt(p["auc"]))
         if m["second_observer_dice"] == m["second_observer_dice"]:
-            table.add_row("", "2nd observer", _fmt(m["second_observer_dice"]))
+            table.add_row("", "2nd obs.", _fmt(m["second_observer_dice"]))
     return table
 
 
