@@ -9,6 +9,7 @@ torch nor tvm: the verify path stays small (≈200 MB RSS) and starts fast.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +18,7 @@ import numpy as np
 
 from segmentation.classical import ClassicalSegmenter
 from segmentation.preprocessing import pad_to_multiple, to_model_input
+from segmentation.tiling import tiled_logits, window_for_budget
 
 #: Name of the shipped default biometric model inside ``segmentation/weights``.
 DEFAULT_WEIGHTS = "m2unet_combined.onnx"
@@ -32,12 +34,41 @@ class Segmenter(Protocol):
         ...
 
 
+def probability_map(
+    logits: Callable[[np.ndarray], np.ndarray],
+    rgb: np.ndarray,
+    fov: np.ndarray | None = None,
+    *,
+    memory_budget_mb: float | None = None,
+) -> np.ndarray:
+    """Pad, run a backend's logits function (tiled if the image exceeds the memory budget),
+    crop, apply the sigmoid and zero the outside of ``fov``: float32 (H, W) in [0, 1]."""
+    padded, (h, w) = pad_to_multiple(rgb)
+    batch = to_model_input(padded)
+    window = window_for_budget(batch.shape[2:], memory_budget_mb) if memory_budget_mb else None
+    raw = logits(batch) if window is None else tiled_logits(logits, batch, window)
+    prob = 1.0 / (1.0 + np.exp(-raw[0, 0, :h, :w]))
+    if fov is not None:
+        prob = np.where(fov, prob, 0.0)
+    return prob.astype(np.float32)
+
+
 class OnnxSegmenter:
-    """M2U-Net through ONNX Runtime (CPU), with a session created once and reused."""
+    """M2U-Net through ONNX Runtime (CPU), with a session created once and reused.
+
+    ``memory_budget_mb`` bounds working memory: larger images are segmented in overlapping
+    tiles (:mod:`segmentation.tiling`) instead of in one pass.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, weights: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | Path,
+        *,
+        threads: int | None = None,
+        memory_budget_mb: float | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(weights)
@@ -57,18 +88,14 @@ class OnnxSegmenter:
             ) from None
         self._input = self._session.get_inputs()[0].name
         self.weights = path
+        self.memory_budget_mb = memory_budget_mb
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits (N, 1, H, W) for a float32 NCHW batch whose H, W are multiples of 32."""
         return self._session.run(None, {self._input: batch})[0]
 
     def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
-        padded, (h, w) = pad_to_multiple(rgb)
-        logit = self.logits(to_model_input(padded))[0, 0, :h, :w]
-        prob = 1.0 / (1.0 + np.exp(-logit))
-        if fov is not None:
-            prob = np.where(fov, prob, 0.0)
-        return prob.astype(np.float32)
+        return probability_map(self.logits, rgb, fov, memory_budget_mb=self.memory_budget_mb)
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path | None:

@@ -34,6 +34,9 @@ def _register_all() -> None:
     from biometrics.cli import kiosk
 
     kiosk.register(app)
+    from biometrics.cli import compile as compile_cli
+
+    compile_cli.register(app)
 
 
 _register_all()
