@@ -134,8 +134,12 @@ def train(
     resume: bool = False,
     log: Log = print,
     on_best: Callable[[torch.nn.Module, float, float], None] | None = None,
+    on_step: Callable[[float, int, float, float], None] | None = None,
 ) -> dict:
-    """Run (or resume) training; returns the final state summary (best Dice, threshold, steps)."""
+    """Run (or resume) training; returns the final state summary (best Dice, threshold, steps).
+
+    ``on_step(fraction_done, step, loss, best_dice)`` is called after every step (progress bar).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     _seed_all(cfg.seed)
@@ -238,6 +242,8 @@ def train(
         window.append(loss.item())
         state["step"] += 1
         state["elapsed"] += time.time() - started
+        if on_step is not None:
+            on_step(progress(state, cfg), state["step"], window[-1], state["best_dice"])
         if state["step"] % 25 == 0:
             done = progress(state, cfg)
             per_step = state["elapsed"] / state["step"]

@@ -56,6 +56,14 @@ def train_command(
             raise ValueError("give --steps or a positive --budget-minutes")
         import copy
 
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         from training.datasets import DATASETS, data_root
         from training.loop import TrainConfig, train
 
@@ -75,8 +83,22 @@ def train_command(
             device=device,
         )
 
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,  # plain log lines when run under nohup
+        )
+        task = bar.add_task("training", total=1.0)
+
         def log(line: str) -> None:
-            console.print(f"[{time.strftime('%H:%M:%S')}] {line}", markup=False, soft_wrap=True)
+            bar.console.print(f"[{time.strftime('%H:%M:%S')}] {line}", markup=False, soft_wrap=True)
+
+        def on_step(done: float, step: int, loss: float, best: float) -> None:
+            text = f"step {step} loss {loss:.4f} best val Dice {max(best, 0):.4f}"
+            bar.update(task, completed=min(done, 1.0), description=text)
 
         def on_best(model, dice: float, threshold: float) -> None:
             if export_path is not None and dice >= export_min_dice:
@@ -86,7 +108,10 @@ def train_command(
                 log(f"exported {export_path} (ONNX Runtime vs torch max |Δlogit| {diff:.2e})")
 
         started = time.time()
-        result = train(cfg, root, run_dir, resume=resume, log=log, on_best=on_best)
+        with bar:
+            result = train(
+                cfg, root, run_dir, resume=resume, log=log, on_best=on_best, on_step=on_step
+            )
         result["minutes"] = (time.time() - started) / 60
         result.pop("history")
         emit(
