@@ -92,11 +92,21 @@ def main() -> None:
     rows = {k: (statistics.median(v), float(np.percentile(v, 95))) for k, v in times.items()}
     total = sum(m for m, _ in rows.values())
     if args.json:
-        print(json.dumps({"backend": segmenter.name, "stages_ms": rows, "total_ms": total,
-                          "template_bytes": len(reference)}))
+        print(
+            json.dumps(
+                {
+                    "backend": segmenter.name,
+                    "stages_ms": rows,
+                    "total_ms": total,
+                    "template_bytes": len(reference),
+                }
+            )
+        )
         return
-    print(f"backend: {segmenter.name}; image {rgb.shape[1]}x{rgb.shape[0]} -> canonical "
-          f"{canon.rgb.shape[1]}x{canon.rgb.shape[0]}; template {len(reference)} bytes")
+    print(
+        f"backend: {segmenter.name}; image {rgb.shape[1]}x{rgb.shape[0]} -> canonical "
+        f"{canon.rgb.shape[1]}x{canon.rgb.shape[0]}; template {len(reference)} bytes"
+    )
     print(f"{'stage':<22}{'median ms':>10}{'p95 ms':>10}")
     for name, (med, p95) in rows.items():
         print(f"{name:<22}{med:>10.1f}{p95:>10.1f}")
