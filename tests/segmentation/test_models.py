@@ -6,6 +6,8 @@ torch = pytest.importorskip("torch")
 
 from segmentation.models.m2unet import count_parameters, m2unet  # noqa: E402
 
+torch.set_num_threads(1)  # tiny inputs; avoids OpenMP spin stalls on a shared CPU
+
 
 def test_parameter_count_matches_the_paper():
     # Laibacher et al. report 0.55 M parameters (2.2 MB in float32)

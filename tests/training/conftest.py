@@ -33,6 +33,17 @@ def _save(path: Path, array: np.ndarray, mode: str | None = None) -> None:
     img.save(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _single_torch_thread() -> None:
+    """Tiny tensors gain nothing from threads, and spinning OpenMP workers stall badly on a
+    CPU shared with a training job; one thread keeps these tests fast and predictable."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def fixture_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")

@@ -43,7 +43,7 @@ def test_a_few_steps_reduce_the_loss():
         loss = bce_jaccard_loss(model(x), y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0]
 
 
@@ -69,7 +69,7 @@ def test_sampler_shapes_and_ranges():
 
 
 def test_train_checkpoints_and_resumes(fixture_root, tmp_path):
-    small = {"batch_size": 2, "crop": 32, "val_every": 2, "diameter": 48}
+    small = {"batch_size": 2, "crop": 32, "val_every": 2, "diameter": 48, "threads": 1}
     cfg = TrainConfig(datasets=("drive",), steps=2, **small)
     first = train(cfg, fixture_root, tmp_path, log=lambda _: None)
     assert first["steps"] == 2
