@@ -55,7 +55,7 @@ def synthetic_junctions(pipeline: Pipeline, n: int = 20) -> dict:
     tp = nf = tm = nt = 0
     for seed in range(n):
         image, truth = fundus(seed)
-        _, _, f = pipeline.analyse(image)
+        f = pipeline.analyse(image).features
         found = f.template.junctions + np.float32([f.disc.x, f.disc.y])
         a, b, c = precision_recall(found, truth, 8.0)
         tp, nf, tm, nt = tp + a, nf + b, tm + c, nt + len(truth)
@@ -70,11 +70,15 @@ def rite_crossovers(pipeline: Pipeline, data: Path) -> dict:
         green = (av[..., 1] > 200) & (av[..., 0] < 80) & (av[..., 2] < 80)
         n, _, _, centres = cv2.connectedComponentsWithStats(green.astype(np.uint8))
         truth = centres[1:]
-        canon, _, f = pipeline.analyse(rgb)
+        analysis = pipeline.analyse(rgb)
+        canon, f = analysis.canonical, analysis.features
         g = f.graph
-        found = np.array(
-            [d["pos"] for _, d in g.nodes(data=True) if d["kind"] == "crossover"], np.float32
-        ).reshape(-1, 2) / canon.scale
+        found = (
+            np.array(
+                [d["pos"] for _, d in g.nodes(data=True) if d["kind"] == "crossover"], np.float32
+            ).reshape(-1, 2)
+            / canon.scale
+        )
         a, b, c = precision_recall(found, truth, 10.0)
         tp, nf, tm, nt = tp + a, nf + b, tm + c, nt + len(truth)
     return {"images": 20, "precision": ratio(tp, nf), "recall": ratio(tm, nt), "truth": nt}
@@ -120,14 +124,19 @@ def repeatability(pipeline: Pipeline, data: Path) -> tuple[dict, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("RETAUTH_DATA", "../shared/data")))
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("RETAUTH_DATA", "../shared/data"))
+    )
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from biometrics.settings import load_settings
 
     pipeline = Pipeline(load_settings(backend=args.backend))
-    result = {"segmenter": pipeline.segmenter.name, "synthetic_junctions": synthetic_junctions(pipeline)}
+    result = {
+        "segmenter": pipeline.segmenter.name,
+        "synthetic_junctions": synthetic_junctions(pipeline),
+    }
     if (args.data / "RITE").is_dir():
         result["rite_crossovers"] = rite_crossovers(pipeline, args.data)
     if (args.data / "RIDB").is_dir():

@@ -7,6 +7,7 @@ capture, by the CLI, the kiosk and the evaluation runner alike.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +20,29 @@ from segmentation.imageio import read_image
 from segmentation.preprocessing import Canonical, to_canonical
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one capture produced: canonical image, probabilities, features, stage ms."""
+
+    canonical: Canonical
+    prob: np.ndarray
+    features: Features
+    timings_ms: dict[str, float]
+
+    @property
+    def template(self) -> Template:
+        return self.features.template
+
+
 class Pipeline:
-    """Turns photographs into templates; ``timings`` holds the last call's per-stage ms."""
+    """Turns photographs into templates. Stateless after loading, so safe to share by threads."""
 
     def __init__(self, settings: Settings | None = None, *, segmenter: Segmenter | None = None):
         settings = settings or Settings()
         self.segmenter = segmenter or load_segmenter(settings.backend, settings.weights or None)
-        self.timings: dict[str, float] = {}
 
-    def analyse(self, rgb: np.ndarray) -> tuple[Canonical, np.ndarray, Features]:
-        """Run every stage; returns the canonical image, probability map and features."""
+    def analyse(self, rgb: np.ndarray) -> Analysis:
+        """Run every stage on an RGB uint8 photograph (no quality decision is taken here)."""
         t0 = time.perf_counter()
         canon = to_canonical(rgb)
         t1 = time.perf_counter()
@@ -36,18 +50,18 @@ class Pipeline:
         t2 = time.perf_counter()
         features = extract_features(canon.rgb, canon.fov, prob)
         t3 = time.perf_counter()
-        self.timings = {
+        timings = {
             "preprocess_ms": (t1 - t0) * 1e3,
             "segment_ms": (t2 - t1) * 1e3,
             "features_ms": (t3 - t2) * 1e3,
         }
-        return canon, prob, features
+        return Analysis(canon, prob, features, timings)
 
     def extract(self, rgb: np.ndarray) -> Template:
         """Template of a photograph; raises FailureToAcquire for a capture too poor to use."""
-        _, _, features = self.analyse(rgb)
-        features.quality.require()
-        return features.template
+        analysis = self.analyse(rgb)
+        analysis.features.quality.require()
+        return analysis.template
 
     def extract_file(self, path: str | Path) -> Template:
         """Template of a photograph file (decoded safely by :func:`read_image`)."""

@@ -1,7 +1,7 @@
 """The authentication service: enrol, verify (1:1) and identify (1:N) on one deployment.
 
 One object holds the loaded segmenter and the open template store, so the CLI, the kiosk and
-scripts share the same decision logic. Decisions are audited by the store; 1:1 failures feed
+scripts share the same decision logic. It keeps no per-request state, so threads may share it. Decisions are audited by the store; 1:1 failures feed
 the lockout policy. The probe is always analysed before the claimed id is looked up, so an
 unknown id costs the same time as a known one (no timing oracle for enrolled ids).
 """
@@ -14,8 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from biometrics.features import Features
-from biometrics.pipeline import Pipeline
+from biometrics.pipeline import Analysis, Pipeline
 from biometrics.settings import Settings
 from biometrics.template import Template
 from enrollment.ids import normalize_user_id
@@ -61,34 +60,34 @@ class AuthService:
         self.pipeline = pipeline or Pipeline(settings)
         self.store = store or TemplateStore.open(settings)
         self.threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
-        self.last_features: Features | None = None
-        self.last_canonical: np.ndarray | None = None
 
     def close(self) -> None:
         self.store.close()
 
-    def analyse(self, rgb: np.ndarray) -> tuple[Template, dict[str, float]]:
-        """Template and stage timings of one capture; raises FailureToAcquire if unusable."""
-        canon, _, features = self.pipeline.analyse(rgb)
-        self.last_features = features
-        self.last_canonical = canon.rgb
-        features.quality.require()
-        return features.template, dict(self.pipeline.timings)
+    def analyse(self, rgb: np.ndarray) -> Analysis:
+        """Analyse one capture; raises FailureToAcquire if it is unusable."""
+        analysis = self.pipeline.analyse(rgb)
+        analysis.features.quality.require()
+        return analysis
 
     def enroll(self, user_id: str, images: list[np.ndarray], *, replace: bool = False) -> int:
         """Enrol ``user_id`` from one or more captures (all must pass the quality gate)."""
         normalize_user_id(user_id)  # refuse a bad id before spending time on the images
-        templates = [self.analyse(rgb)[0].to_bytes() for rgb in images]
+        templates = [self.analyse(rgb).template.to_bytes() for rgb in images]
         self.store.enroll(user_id, templates, replace=replace)
         return len(templates)
 
     def verify(self, rgb: np.ndarray, user_id: str | None = None) -> Decision:
         """1:1 against ``user_id``'s references, or 1:N against everyone when it is None."""
-        probe, timings = self.analyse(rgb)
+        return self.decide(self.analyse(rgb), user_id)
+
+    def decide(self, analysis: Analysis, user_id: str | None = None) -> Decision:
+        """Decision for an already analysed capture (callers that also draw its overlay)."""
+        probe = analysis.template
         start = time.perf_counter()
         decision = self._identify(probe) if user_id is None else self._verify(probe, user_id)
-        timings["match_ms"] = (time.perf_counter() - start) * 1e3
-        decision.timings_ms.update(timings)
+        decision.timings_ms.update(analysis.timings_ms)
+        decision.timings_ms["match_ms"] = (time.perf_counter() - start) * 1e3
         return decision
 
     def _verify(self, probe: Template, user_id: str) -> Decision:

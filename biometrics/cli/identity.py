@@ -117,9 +117,11 @@ def inspect(
 
         (rgb,) = _read([image])
         pipeline = Pipeline(load_settings(backend=backend, weights=weights))
-        canon, _, features = pipeline.analyse(rgb)
+        analysis = pipeline.analyse(rgb)
+        features = analysis.features
         if out is not None:
-            out.write_bytes(encode_png(render_overlay(canon.rgb, features, endpoints=True)))
+            overlay = render_overlay(analysis.canonical.rgb, features, endpoints=True)
+            out.write_bytes(encode_png(overlay))
     q = features.quality
     result = {
         "ok": q.ok,
@@ -128,7 +130,7 @@ def inspect(
         "disc": {"x": features.disc.x, "y": features.disc.y, "side": features.disc.side},
         "quality": q.as_dict(),
         "segmenter": pipeline.segmenter.name,
-        "timings_ms": {k: round(v, 1) for k, v in pipeline.timings.items()},
+        "timings_ms": {k: round(v, 1) for k, v in analysis.timings_ms.items()},
         "overlay": str(out) if out else None,
     }
     c = features.template.counts

@@ -8,8 +8,6 @@ for the operator and the metrics, never shown on the public page).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from biometrics.kiosk.backend import Decision, Reason
@@ -29,27 +27,25 @@ _REFUSALS: dict[type[Exception], Reason] = {
 class LibraryBackend:
     """Verification and enrolment through one :class:`AuthService`.
 
-    The service keeps the features of its last capture on itself, which is how the overlay is
-    drawn; a lock therefore serialises requests, so a second kiosk worker adds queueing but
-    no parallelism (ONNX Runtime and OpenCV already use the cores within one request).
+    The service keeps no per-request state (each capture's analysis is returned to the
+    caller, which draws its overlay), so kiosk workers may call it concurrently.
     """
 
     def __init__(self, settings: Settings, service: AuthService | None = None) -> None:
         self._service = service or AuthService(settings)
-        self._lock = threading.Lock()
         self.name = self._service.pipeline.segmenter.name
 
     def close(self) -> None:
         self._service.close()
 
     def verify(self, rgb: np.ndarray, user_id: str | None) -> Decision:
-        with self._lock:
-            try:
-                outcome = self._service.verify(rgb, user_id)
-                reason: Reason = "accepted" if outcome.accepted else "no_match"
-            except tuple(_REFUSALS) as exc:
-                outcome, reason = None, _REFUSALS[type(exc)]
-            overlay = render_overlay(self._service.last_canonical, self._service.last_features)
+        analysis = self._service.analyse(rgb)
+        overlay = render_overlay(analysis.canonical.rgb, analysis.features)
+        try:
+            outcome = self._service.decide(analysis, user_id)
+            reason: Reason = "accepted" if outcome.accepted else "no_match"
+        except tuple(_REFUSALS) as exc:
+            outcome, reason = None, _REFUSALS[type(exc)]
         if outcome is None:
             return Decision(False, "1:1", user_id, 0.0, self._service.threshold, reason, overlay)
         return Decision(
@@ -64,8 +60,7 @@ class LibraryBackend:
         )
 
     def enroll(self, user_id: str, images: list[np.ndarray]) -> int:
-        with self._lock:
-            return self._service.enroll(user_id, images)
+        return self._service.enroll(user_id, images)
 
 
 def load_backend(settings: Settings) -> LibraryBackend:

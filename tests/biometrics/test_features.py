@@ -15,7 +15,7 @@ def pipeline() -> Pipeline:
 
 def test_junctions_found_where_drawn(pipeline):
     image, truth = fundus(0)
-    _, _, features = pipeline.analyse(image)
+    features = pipeline.analyse(image).features
     found = features.template.junctions + [features.disc.x, features.disc.y]
     dist = np.linalg.norm(truth[:, None] - found[None], axis=2)
     recall = (dist.min(axis=1) < 10).mean()
@@ -26,7 +26,7 @@ def test_junctions_found_where_drawn(pipeline):
 
 def test_disc_found_at_the_bright_root(pipeline):
     image, _ = fundus(0)
-    _, _, features = pipeline.analyse(image)
+    features = pipeline.analyse(image).features
     from synthetic import vessel_tree
 
     disc = vessel_tree(0)[0][0][0]  # the root of the first trunk is 22 px from the disc centre
@@ -35,16 +35,16 @@ def test_disc_found_at_the_bright_root(pipeline):
 
 
 def test_eye_frame_is_shift_invariant(pipeline):
-    _, _, a = pipeline.analyse(fundus(2)[0])
-    _, _, b = pipeline.analyse(fundus(2, shift=(25, -15))[0])
+    a = pipeline.analyse(fundus(2)[0]).features
+    b = pipeline.analyse(fundus(2, shift=(25, -15))[0]).features
     ja, jb = a.template.junctions, b.template.junctions
     dist = np.linalg.norm(ja[:, None] - jb[None], axis=2).min(axis=1)
     assert np.median(dist) < 6  # same numbers in the disc-anchored frame despite the shift
 
 
 def test_eye_frame_rotation_keeps_distances_to_disc(pipeline):
-    _, _, a = pipeline.analyse(fundus(2)[0])
-    _, _, b = pipeline.analyse(fundus(2, angle=12)[0])
+    a = pipeline.analyse(fundus(2)[0]).features
+    b = pipeline.analyse(fundus(2, angle=12)[0]).features
     ra = np.sort(np.linalg.norm(a.template.junctions, axis=1))
     rb = np.sort(np.linalg.norm(b.template.junctions, axis=1))
     n = min(len(ra), len(rb))
@@ -72,6 +72,6 @@ def test_dark_image_is_refused(pipeline):
 
 
 def test_good_capture_passes(pipeline):
-    _, _, features = pipeline.analyse(fundus(1)[0])
+    features = pipeline.analyse(fundus(1)[0]).features
     assert features.quality.ok, features.quality.reasons
     assert features.quality.junctions >= 12
