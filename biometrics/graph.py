@@ -63,48 +63,61 @@ def _trace(skel: np.ndarray, calibre: np.ndarray) -> nx.MultiGraph:
     near_cluster = cv2.dilate(clusters.astype(np.float32), cross).astype(np.int32)
 
     segments = (skel & ~junction_px).astype(np.uint8)
-    n_seg, seg_labels, stats, _ = cv2.connectedComponentsWithStats(segments, connectivity=8)
-    seg_count = neighbour_count(segments.astype(bool))
-    for s in range(1, n_seg):
-        x0, y0, w, h = stats[s, :4]
-        roi = seg_labels[y0 : y0 + h, x0 : x0 + w] == s
-        path = _ordered_path(roi, seg_count[y0 : y0 + h, x0 : x0 + w])
+    _, seg_labels = cv2.connectedComponents(segments, connectivity=8)
+    ends = segments.astype(bool) & (neighbour_count(segments.astype(bool)) <= 1)
+    ey, ex = np.nonzero(ends)
+    by_label = _group(seg_labels[ey, ex], np.stack([ex, ey], 1))
+    # One contour per segment, all at once; a one-pixel-wide curve's contour runs out along
+    # the curve and back, so the stretch between its two end pixels is the ordered path.
+    contours, _ = cv2.findContours(segments, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    for contour in contours:
+        contour = contour[:, 0, :]
+        label = seg_labels[contour[0, 1], contour[0, 0]]
+        path = _ordered_path(contour, by_label.get(label))
         if path is None:
             continue  # a closed loop with no junction: no landmark to anchor it
-        path = path + np.array([x0, y0])
-        ends = []
+        nodes = []
         for x, y in (path[0], path[-1]):
             c = near_cluster[y, x]
-            ends.append(("j", int(c)) if c > 0 else ("e", int(x), int(y)))
-        if ends[0] == ends[1] and ends[0][0] == "j" and len(path) < 2 * ANGLE_REACH:
+            nodes.append(("j", int(c)) if c > 0 else ("e", int(x), int(y)))
+        if nodes[0] == nodes[1] and nodes[0][0] == "j" and len(path) < 2 * ANGLE_REACH:
             continue  # a pixel or two of skeleton noise beside a junction, not a vessel loop
-        for node, (x, y) in zip(ends, (path[0], path[-1]), strict=True):
+        for node, (x, y) in zip(nodes, (path[0], path[-1]), strict=True):
             if node[0] == "e":
                 graph.add_node(node, pos=(float(x), float(y)))
         pts = path.astype(np.float32)
-        pts = _attach(graph, ends[0], pts, first=True)
-        pts = _attach(graph, ends[1], pts, first=False)
+        pts = _attach(graph, nodes[0], pts, first=True)
+        pts = _attach(graph, nodes[1], pts, first=False)
         cal = calibre[path[:, 1], path[:, 0]]
-        graph.add_edge(ends[0], ends[1], **_edge_attrs(pts, float(np.median(cal))))
+        graph.add_edge(nodes[0], nodes[1], **_edge_attrs(pts, float(np.median(cal))))
     return graph
 
 
-def _ordered_path(roi: np.ndarray, count: np.ndarray) -> np.ndarray | None:
-    """Pixels (x, y) of a one-pixel-wide open curve in order from one end to the other."""
-    ends = np.argwhere(roi & (count <= 1))
-    if ends.size == 0:
+def _group(labels: np.ndarray, points: np.ndarray) -> dict[int, np.ndarray]:
+    """Points grouped by label, via one sort instead of a mask per label."""
+    if labels.size == 0:
+        return {}
+    order = np.argsort(labels, kind="stable")
+    labels, points = labels[order], points[order]
+    cuts = np.flatnonzero(np.diff(labels)) + 1
+    keys = labels[np.concatenate([[0], cuts])].tolist()
+    return dict(zip(keys, np.split(points, cuts), strict=True))
+
+
+def _ordered_path(contour: np.ndarray, ends: np.ndarray | None) -> np.ndarray | None:
+    """Pixels (x, y) of a one-pixel-wide open curve in order, from its contour and end pixels."""
+    if ends is None or len(ends) == 0:
         return None
-    contours, _ = cv2.findContours(roi.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    contour = max(contours, key=len)[:, 0, :]  # (L, 2) x, y
     if len(contour) == 1:
         return contour
-    start = np.flatnonzero((contour[:, 0] == ends[0, 1]) & (contour[:, 1] == ends[0, 0]))
-    contour = np.roll(contour, -int(start[0]) if start.size else 0, axis=0)
-    # The contour goes out along the curve and comes back: the first half is the path.
-    others = ends[1:] if len(ends) > 1 else ends
+    code = contour[:, 1].astype(np.int64) * 65536 + contour[:, 0]
+    end_codes = ends[:, 1].astype(np.int64) * 65536 + ends[:, 0]
+    start = np.flatnonzero(code == end_codes[0])
+    if start.size:
+        contour, code = np.roll(contour, -int(start[0]), 0), np.roll(code, -int(start[0]))
     stop = len(contour) // 2
-    for ey, ex in others:
-        hit = np.flatnonzero((contour[:, 0] == ex) & (contour[:, 1] == ey))
+    for end in end_codes[1:]:
+        hit = np.flatnonzero(code == end)
         if hit.size:
             stop = int(hit[0])
             break
