@@ -4,12 +4,20 @@ The artefact holds one static-shape library per compiled input shape (see
 :mod:`segmentation.compile`). An image whose padded shape was compiled runs in one call; a
 smaller one is zero-padded up to the nearest compiled shape that contains it; a larger one is
 tiled with the largest compiled shape (:mod:`segmentation.tiling`), which also bounds memory.
+
+Loading goes through ``tvm_ffi`` and ``libtvm_runtime.so`` (3 MB) directly; ``import tvm``
+would also load the 260 MB compiler library and its Python packages. (``tvm_ffi`` imports
+torch eagerly *if it is installed*; kiosks do not install it.)
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import json
+import os
 import platform
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +30,10 @@ from segmentation.tiling import DEFAULT_MARGIN, tiled_logits
 MANIFEST = "manifest.json"
 ARTEFACT_FORMAT = "retauth-tvm-artefact"
 ARTEFACT_VERSION = 1
+#: Byte alignment TVM assumes for tensor data (its kernels may use aligned vector loads).
+_ALIGNMENT = 64
+#: kDLCPU device type, device 0, pooled allocator: the Relax VM's initialisation arguments.
+_VM_CPU_POOLED = (1, 0, 2)
 
 
 class TvmSegmenter:
@@ -48,30 +60,22 @@ class TvmSegmenter:
         self._libraries = {
             parse_shape_key(key): directory / name for key, name in manifest["libraries"].items()
         }
-        self._machines: dict[tuple[int, int], object] = {}
+        self._machines: dict[tuple[int, int], tuple[object, np.ndarray]] = {}
         self.shapes = sorted(self._libraries, key=lambda s: s[0] * s[1])
         # A window must keep a centre of at least one stride after both margins.
         widest = (min(self.shapes[-1]) - PAD_MULTIPLE) // 2 // PAD_MULTIPLE * PAD_MULTIPLE
         self.margin = max(0, min(margin, widest))
         self.artefact = directory
-        self._device = None
 
     def _run(self, shape: tuple[int, int], batch: np.ndarray) -> np.ndarray:
-        import tvm
-        from tvm.runtime.vm import VirtualMachine
-
         machine = self._machines.get(shape)
         if machine is None:
-            self._device = self._device or tvm.cpu()
-            try:
-                module = tvm.runtime.load_module(str(self._libraries[shape]))
-            except Exception as exc:  # tvm raises its own untyped errors
-                raise ValueError(
-                    f"{self._libraries[shape].name}: not a loadable TVM library ({type(exc).__name__})"
-                ) from None
-            machine = self._machines[shape] = VirtualMachine(module, self._device)
-        result = machine["main"](tvm.runtime.tensor(batch, self._device))
-        return result.numpy()
+            machine = self._machines[shape] = _load_machine(self._libraries[shape], shape)
+        main, staging = machine
+        np.copyto(staging, batch)
+        ffi = _runtime()
+        result = main(ffi.from_dlpack(staging, require_alignment=_ALIGNMENT))
+        return np.from_dlpack(result).copy()  # the VM reuses its output buffer
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits (1, 1, H, W) for a float32 (1, 3, H, W) batch, H and W multiples of 32."""
@@ -115,3 +119,54 @@ def read_manifest(directory: Path) -> dict:
     if not manifest.get("libraries"):
         raise ValueError(f"{directory.name}: the artefact lists no compiled shapes")
     return manifest
+
+
+def runtime_library() -> Path:
+    """Path of ``libtvm_runtime.so``: ``$RETAUTH_TVM_RUNTIME``, else the one in the installed
+    ``tvm`` package (found without importing it, which would load the 260 MB compiler)."""
+    override = os.environ.get("RETAUTH_TVM_RUNTIME")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec("tvm")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the tvm backend needs the TVM runtime: pip install 'retauth[tvm]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "lib" / "libtvm_runtime.so"
+
+
+@cache
+def _runtime():
+    """``tvm_ffi`` with the TVM runtime library loaded (once per process), compiler-free."""
+    try:
+        import tvm_ffi
+    except ImportError:
+        raise ValueError(
+            "the tvm backend needs apache-tvm-ffi: pip install 'retauth[tvm]'"
+        ) from None
+    library = runtime_library()
+    try:
+        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        raise ValueError(f"{library.name}: the TVM runtime library could not be loaded") from None
+    return tvm_ffi
+
+
+def _load_machine(library: Path, shape: tuple[int, int]) -> tuple[object, np.ndarray]:
+    """Load one compiled shape into a Relax VM; returns its ``main`` and an aligned input buffer."""
+    ffi = _runtime()
+    try:
+        module = ffi.load_module(str(library))
+    except Exception as exc:  # tvm_ffi raises its own untyped errors
+        raise ValueError(
+            f"{library.name}: not a loadable TVM library ({type(exc).__name__})"
+        ) from None
+    machine = module["vm_load_executable"]()
+    machine["vm_initialization"](*_VM_CPU_POOLED)
+    return machine["main"], _aligned_empty((1, 3, *shape))
+
+
+def _aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous float32 array whose data starts on an :data:`_ALIGNMENT` boundary."""
+    count = int(np.prod(shape))
+    raw = np.empty(count + _ALIGNMENT // 4, np.float32)
+    offset = (-raw.ctypes.data % _ALIGNMENT) // 4
+    return raw[offset : offset + count].reshape(shape)

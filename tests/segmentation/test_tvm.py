@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,23 @@ class TestTvmSegmenter:
         (tmp_path / "a" / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(ValueError, match="built for riscv64"):
             TvmSegmenter(tmp_path / "a")
+
+
+RUNTIME_ONLY = """
+import sys
+import numpy as np
+from segmentation.tvm_backend import TvmSegmenter
+prob = TvmSegmenter(sys.argv[1]).predict(np.zeros((64, 128, 3), np.uint8))
+maps = open("/proc/self/maps").read()
+print(prob.shape, "tvm" in sys.modules, "libtvm_compiler" in maps, "libtvm_runtime" in maps)
+"""
+
+
+def test_runtime_needs_neither_the_tvm_package_nor_the_compiler(native):
+    out = subprocess.run(
+        [sys.executable, "-c", RUNTIME_ONLY, str(native)], capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["(64,", "128)", "False", "False", "True"], out.stderr[-500:]
 
 
 @pytest.mark.skipif(
