@@ -36,7 +36,7 @@ def kiosk(
     workers: Annotated[
         int,
         typer.Option(
-            min=1, help="Worker threads (the library runs one request at a time; more only queue)."
+            min=1, help="Requests processed at once (each adds one request's memory to the peak)."
         ),
     ] = 1,
     max_queue: Annotated[
