@@ -75,3 +75,14 @@ def test_good_capture_passes(pipeline):
     features = pipeline.analyse(fundus(1)[0]).features
     assert features.quality.ok, features.quality.reasons
     assert features.quality.junctions >= 12
+
+
+def test_eye_frame_is_scale_invariant(pipeline):
+    import cv2
+
+    image = fundus(2)[0]
+    smaller = cv2.resize(image, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    a = pipeline.analyse(image).features.template.junctions
+    b = pipeline.analyse(smaller).features.template.junctions
+    dist = np.linalg.norm(a[:, None] - b[None], axis=2).min(axis=1)
+    assert np.median(dist) < 6  # canonical scale undoes the camera resolution
