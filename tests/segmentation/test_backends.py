@@ -60,6 +60,19 @@ class TestOnnxSegmenter:
             load_segmenter("tvm")
 
 
+def test_int8_quantised_model_tracks_fp32(tiny_onnx, tmp_path):
+    from segmentation.quantize import quantize_int8
+
+    rng = np.random.default_rng(4)
+    calibration = [rng.integers(0, 256, (96, 96, 3), np.uint8) for _ in range(4)]
+    int8 = quantize_int8(tiny_onnx, tmp_path / "int8.onnx", calibration)
+    x = rng.random((1, 3, 96, 96), dtype=np.float32)
+    fp32_logits = OnnxSegmenter(tiny_onnx, threads=1).logits(x)
+    int8_logits = OnnxSegmenter(int8, threads=1).logits(x)
+    assert not np.array_equal(int8_logits, fp32_logits)  # really quantised
+    assert np.corrcoef(int8_logits.ravel(), fp32_logits.ravel())[0, 1] > 0.95
+
+
 RIDB_PROCESS = """
 import json, resource, sys
 import numpy as np
