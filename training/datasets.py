@@ -18,7 +18,7 @@ Splits (Laibacher et al., 2019):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Sample:
     label: np.ndarray
     fov: np.ndarray
     second: np.ndarray | None = None
+    dataset: str = ""
 
 
 def data_root(flag: str | Path | None = None) -> Path:
@@ -112,7 +113,10 @@ def load_split(root: str | Path, dataset: str, split: str) -> list[Sample]:
         raise ValueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose train or test")
-    return [_load_one(Path(root), dataset, split, n) for n in _names(dataset, split)]
+    return [
+        replace(_load_one(Path(root), dataset, split, n), dataset=dataset)
+        for n in _names(dataset, split)
+    ]
 
 
 def train_val(samples: list[Sample], dataset: str) -> tuple[list[Sample], list[Sample]]:

@@ -38,13 +38,17 @@ def predict_native(
 def choose_threshold(
     segmenter: Segmenter, samples: Iterable[Sample], diameter: int = CANONICAL_FOV_DIAMETER
 ) -> tuple[float, float]:
-    """(threshold, Dice) maximising the pooled Dice over ``samples`` (validation data only)."""
-    tp = fp = fn = 0
+    """(threshold, Dice) maximising the mean Dice over ``samples`` (validation data only).
+
+    Dice is averaged per image, then per data set, so one camera's large images (HRF has 25×
+    DRIVE's pixels) do not dictate the operating point of a model meant for every camera.
+    """
+    curves: dict[str, list[np.ndarray]] = {}
     for sample in samples:
         prob = predict_native(segmenter, sample, diameter)
-        t, f, n = dice_at_thresholds(prob, sample.label, sample.fov, THRESHOLDS)
-        tp, fp, fn = tp + t, fp + f, fn + n
-    dice = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        tp, fp, fn = dice_at_thresholds(prob, sample.label, sample.fov, THRESHOLDS)
+        curves.setdefault(sample.dataset, []).append(2 * tp / np.maximum(2 * tp + fp + fn, 1))
+    dice = np.mean([np.mean(c, axis=0) for c in curves.values()], axis=0)
     best = int(np.argmax(dice))
     return float(THRESHOLDS[best]), float(dice[best])
 
