@@ -35,20 +35,29 @@ def det_plot(
 ) -> None:
     """FNMR against FMR on normal-deviate axes, where Gaussian score classes give lines.
 
-    Rates of exactly 0 or 1 have no normal deviate; they are clipped to the axis limits so
-    an error-free matcher still draws a visible (corner) curve.
+    A rate of exactly 0 has no normal deviate. It is drawn at half the resolution of its
+    class (0.5 / number of scores), marked as such in the legend: an error-free matcher then
+    shows a visible corner instead of a curve hidden in the axes, and the corner's position
+    says how little the data can resolve.
     """
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
     low, high = DET_LIMITS
     if len(genuine) and len(impostor):
         _, fmr, fnmr = det_curve(genuine, impostor)
-        ax.plot(norm.ppf(np.clip(fmr, low, high)), norm.ppf(np.clip(fnmr, low, high)), lw=1.5)
+        floor_fmr, floor_fnmr = 0.5 / len(impostor), 0.5 / len(genuine)
+        x = np.clip(np.where(fmr > 0, fmr, floor_fmr), low, high)
+        y = np.clip(np.where(fnmr > 0, fnmr, floor_fnmr), low, high)
+        note = " (0 drawn at 0.5/N)" if (fmr == 0).any() or (fnmr == 0).any() else ""
+        ax.plot(norm.ppf(x), norm.ppf(y), lw=1.5, label=f"DET{note}")
     lim = norm.ppf(DET_LIMITS)
     ax.plot(lim, lim, ls=":", c="grey", lw=0.8, label="FMR = FNMR")
     if eer is not None and np.isfinite(eer):
-        point = norm.ppf(np.clip(eer, low, high))
-        ax.plot([point], [point], "o", c="C3", label=f"EER {eer:.2%}")
+        if eer > 0:
+            point = norm.ppf(np.clip(eer, low, high))
+            ax.plot([point], [point], "o", c="C3", label=f"EER {eer:.2%}")
+        else:
+            ax.plot([], [], " ", label="EER 0 % (classes separated)")
     ticks = norm.ppf(DET_TICKS)
     labels = [f"{t * 100:g}%" for t in DET_TICKS]
     for axis in (ax.xaxis, ax.yaxis):
