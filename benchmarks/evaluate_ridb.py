@@ -50,6 +50,7 @@ def main() -> None:
     op = next(o for o in s["fnmr_at_fmr"] if o["target_fmr"] == 0.001)
     eer_low, eer_high = s["eer"]["ci95"]
     rank_low, rank_high = s["identification"]["ci95"]
+    hard = s["same_group_impostors"]
     print(
         f"RIDB {s['protocol']}: {s['comparisons']['genuine']} genuine / "
         f"{s['comparisons']['impostor']} impostor; "
@@ -58,8 +59,7 @@ def main() -> None:
         f"FNMR@FMR=0.1% {_pct(op['fnmr'])}{'' if op['resolved'] else ' (unresolved)'}; "
         f"rank-1 {_pct(s['identification']['rank1'])} [{_pct(rank_low)}, {_pct(rank_high)}]; "
         f"FTA {_pct(s['failures']['fta'])}; "
-        f"same-person impostors {s['same_group_impostors']['count']} "
-        f"(max score {s['same_group_impostors']['max_score']}); "
+        f"same-person impostors {hard['count']} (max score {hard['max_score'] or 0:.4f}); "
         f"{time.perf_counter() - start:.0f} s"
     )
     print(s["caveat"])
