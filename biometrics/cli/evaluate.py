@@ -8,6 +8,7 @@ the experiment itself is library code that tests drive with toy templates.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,12 @@ def evaluate_command(
         min(4, os.cpu_count() or 1), help="Comparison processes (1: in this process)."
     ),
     scheduler: str = typer.Option(None, help="Dask scheduler address, e.g. tcp://host:8786."),
-    dask: bool = typer.Option(False, "--dask", help="Compare on a local Dask cluster."),
+    dask: bool = typer.Option(
+        None,
+        "--dask/--no-dask",
+        help="Compare on a local Dask cluster (default: yes when dask is installed and "
+        "--workers > 1, else a process pool).",
+    ),
     backend: str = typer.Option(None, help="Segmentation backend (see settings)."),
     weights: str = typer.Option(None, help="Segmentation weights file."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached templates."),
@@ -131,6 +137,8 @@ def evaluate_command(
             raise InputError("give a data folder (argument or RETAUTH_DATA)")
         if workers < 1 or resamples < 1:
             raise InputError("--workers and --resamples must be at least 1")
+        if dask is None:
+            dask = workers > 1 and importlib.util.find_spec("distributed") is not None
         result = run_evaluation(
             Path(folder),
             Path(out),
