@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -207,7 +208,13 @@ def _dask_client(distributed: Any, scheduler: Scheduler) -> Any:
             return distributed.Client(scheduler.address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach Dask scheduler {scheduler.address}: {exc}") from None
-    cluster = distributed.LocalCluster(n_workers=max(scheduler.workers, 1), dashboard_address=None)
+    # Worker logs (e.g. a heartbeat retried while the machine is busy) would interleave with
+    # the progress bar; failures still surface as exceptions from the futures.
+    cluster = distributed.LocalCluster(
+        n_workers=max(scheduler.workers, 1),
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
     return distributed.Client(cluster)
 
 
