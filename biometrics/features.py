@@ -30,7 +30,9 @@ class Features:
     template: Template
 
 
-def extract_features(rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray) -> Features:
+def extract_features(
+    rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray, *, threshold: float = 0.5
+) -> Features:
     """Build the template of a canonical-scale capture from its vessel probability map.
 
     Parameters
@@ -38,10 +40,12 @@ def extract_features(rgb: np.ndarray, fov: np.ndarray, prob: np.ndarray) -> Feat
     rgb : (H, W, 3) uint8 canonical-scale photograph.
     fov : (H, W) bool field of view.
     prob : (H, W) float32 vessel probability in [0, 1].
+    threshold : the segmenter's a-priori vessel threshold; hysteresis keeps weaker pixels
+        (down to 0.7 of it) where they connect to confident ones.
     """
     if prob.shape != fov.shape or rgb.shape[:2] != fov.shape:
         raise ValueError("image, FOV and probability map must have the same height and width")
-    vessels = vessel_mask(prob, fov)
+    vessels = vessel_mask(prob, fov, high=threshold, low=0.7 * threshold)
     skeleton = centreline(vessels)
     graph = build_vessel_graph(skeleton, calibre_map(vessels))
     disc = locate_disc(rgb, fov, vessels)

@@ -48,7 +48,8 @@ class Pipeline:
         t1 = time.perf_counter()
         prob = self.segmenter.predict(canon.rgb, canon.fov)
         t2 = time.perf_counter()
-        features = extract_features(canon.rgb, canon.fov, prob)
+        threshold = getattr(self.segmenter, "threshold", 0.5)
+        features = extract_features(canon.rgb, canon.fov, prob, threshold=threshold)
         t3 = time.perf_counter()
         timings = {
             "preprocess_ms": (t1 - t0) * 1e3,

@@ -24,10 +24,19 @@ from segmentation.tiling import tiled_logits, window_for_budget
 DEFAULT_WEIGHTS = "m2unet_combined.onnx"
 
 
+#: ONNX metadata key holding the vessel threshold chosen on validation data at training time.
+THRESHOLD_KEY = "vessel_threshold"
+
+
 class Segmenter(Protocol):
-    """A loaded vessel segmenter. ``rgb`` is canonical-scale uint8 (H, W, 3)."""
+    """A loaded vessel segmenter. ``rgb`` is canonical-scale uint8 (H, W, 3).
+
+    ``threshold`` is the probability above which a pixel is vessel, fixed a priori (on
+    validation data, never on test data) for this model.
+    """
 
     name: str
+    threshold: float
 
     def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         """Return float32 (H, W) vessel probabilities in [0, 1] (0 outside ``fov`` if given)."""
@@ -88,6 +97,8 @@ class OnnxSegmenter:
             ) from None
         self._input = self._session.get_inputs()[0].name
         self.weights = path
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.threshold = float(meta.get(THRESHOLD_KEY, 0.5))
         self.memory_budget_mb = memory_budget_mb
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

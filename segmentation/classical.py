@@ -27,6 +27,7 @@ class ClassicalSegmenter:
     """Backend ``classical``: ``predict(rgb) -> float32 (H, W) vessel probability in [0, 1]``."""
 
     name = "classical"
+    threshold = 0.5  # the calibration below puts the expected vessel fraction at p = 0.5
 
     def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         if fov is None:
