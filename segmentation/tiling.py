@@ -27,9 +27,9 @@ LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 #: Default context kept around each window's centre, in input pixels.
 DEFAULT_MARGIN = 64
-#: Approximate peak working memory of M2U-Net under ONNX Runtime, bytes per input pixel
-#: (fitted from peak RSS at 544², 960² and 1024×1504 by ``benchmarks/segmentation_backends.py``).
-BYTES_PER_PIXEL = 420
+#: Peak working memory of M2U-Net under ONNX Runtime per input pixel: the slope of peak RSS
+#: from 544² to 2336×3520 measured by ``benchmarks/segmentation_backends.py`` (798 B/px).
+BYTES_PER_PIXEL = 800
 
 
 def window_starts(length: int, window: int, margin: int) -> list[tuple[int, int, int]]:
