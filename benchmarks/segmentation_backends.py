@@ -9,7 +9,8 @@ backend warms another's caches. Latency: median and p95 of ``--runs`` calls afte
 calls on the same seeded random input (batch 1, float32, ``--threads`` threads). Parity: max
 |logit − torch logit| on that input and Dice between the thresholded maps (logit > 0). With
 ``--data``, every backend also segments the 20 DRIVE test images: Dice of its vessel map
-against torch's (acceptance: ≥ 0.999) and against the first observer (the int8 cost).
+against torch's (acceptance: ≥ 0.999) and against the first observer (the int8 cost), at the
+model's a-priori threshold (sidecar JSON, or ``--threshold``).
 
 Backends: ``torch`` (eager, the reference), ``onnxruntime``, ``onnxruntime-int8`` (static
 QDQ, built with ``--int8``), ``onnxruntime-tiled`` (a ``--budget-mb`` memory budget, only
@@ -47,6 +48,19 @@ VERIFY_SHAPE = (511, 768)  # a RIDB photograph (1504×1000) at canonical scale
 def parse_size(text: str) -> tuple[int, int]:
     h, w = text.lower().split("x")
     return int(h), int(w)
+
+
+def logit(probability: float) -> float:
+    return float(np.log(probability / (1 - probability)))
+
+
+def model_threshold(onnx_path: str) -> float:
+    """The model's a-priori vessel threshold from its sidecar JSON (``retauth train``), else 0.5."""
+    sidecar = Path(onnx_path).with_suffix(".json")
+    try:
+        return float(json.loads(sidecar.read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.5
 
 
 def peak_rss_mb() -> float:
@@ -141,7 +155,7 @@ def drive_maps(logits, args: argparse.Namespace) -> list[np.ndarray]:
     for sample in load_split(args.data, "drive", "test"):
         canonical = to_canonical(sample.rgb, sample.fov)
         padded, (h, w) = pad_to_multiple(canonical.rgb)
-        maps.append(logits(to_model_input(padded))[0, 0, :h, :w] > 0)
+        maps.append(logits(to_model_input(padded))[0, 0, :h, :w] > logit(args.threshold))
     return maps
 
 
@@ -191,7 +205,7 @@ def spawn(
         "--budget-mb",
         str(args.budget_mb),
     ]
-    for flag in ("onnx", "checkpoint", "tvm", "int8_path", "data"):
+    for flag in ("onnx", "checkpoint", "tvm", "int8_path", "data", "threshold"):
         value = getattr(args, flag)
         if value:
             cmd += [f"--{flag.replace('_', '-')}", str(value)]
@@ -307,6 +321,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--budget-mb", type=float, default=200.0, help="onnxruntime-tiled budget")
+    parser.add_argument(
+        "--threshold", type=float, help="vessel probability threshold (default: model sidecar)"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
@@ -326,6 +343,7 @@ def main() -> None:
     args.onnx = args.onnx or (str(shipped_weights()) if shipped_weights() else None)
     if not args.onnx:
         raise SystemExit("no --onnx given and no shipped weights")
+    args.threshold = args.threshold or model_threshold(args.onnx)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="retauth-bench-"))
@@ -370,7 +388,8 @@ def main() -> None:
                     reference[size] = logits
                 if size in reference:
                     row["max_abs_logit_diff"] = float(np.abs(logits - reference[size]).max())
-                    row["dice_vs_torch"] = dice(logits > 0, reference[size] > 0)
+                    cut = logit(args.threshold)
+                    row["dice_vs_torch"] = dice(logits > cut, reference[size] > cut)
             rows.append(row)
             progress.advance(task)
         drive_rows = drive_parity(args, drive_backends, tmp, progress, task)
@@ -420,7 +439,9 @@ def main() -> None:
         )
     console.print(table)
     if drive_rows:
-        drive = Table(title="DRIVE test (20 images, canonical scale, logit > 0, inside FOV)")
+        drive = Table(
+            title=f"DRIVE test (20 images, canonical scale, p > {args.threshold:g}, inside FOV)"
+        )
         for col in ("backend", "Dice vs torch (min)", "Dice vs torch (mean)", "Dice vs truth"):
             drive.add_column(col)
         for r in drive_rows:
@@ -438,6 +459,7 @@ def main() -> None:
     report = {
         "machine": machine(),
         "threads": args.threads,
+        "threshold": args.threshold,
         "rows": rows,
         "drive": drive_rows,
         "verify_process": verify_result,

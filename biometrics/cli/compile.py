@@ -21,7 +21,7 @@ Examples:
 
   retauth compile --weights segmentation/weights/m2unet_combined.onnx --shape 512x768 --out m2unet-x86
 
-  retauth compile --weights model.onnx --target aarch64 --shape 544x544 --shape 512x768 --out m2unet-arm
+  retauth compile --weights model.onnx --target aarch64 --shape 512x768 --shape 608x576 --out m2unet-arm
 
   retauth compile --weights model.onnx --shape 544x544 --tune-trials 2000 --out tuned
 """
@@ -34,7 +34,7 @@ def compile_command(
         list[str] | None,
         typer.Option(
             help="Input HxW to compile, multiples of 32; repeat for several (default "
-            f"{DEFAULT_SHAPE}, a canonical-scale RIDB image; DRIVE is 544x544). Other sizes "
+            f"{DEFAULT_SHAPE}, a canonical-scale RIDB image; DRIVE is 608x576). Other sizes "
             "are padded into a compiled shape or tiled.",
         ),
     ] = None,
