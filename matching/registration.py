@@ -30,7 +30,9 @@ JUNCTION_TOL = 5.0
 #: Rotation grid (radians) and scale grid of the Hough vote.
 ROTATIONS = np.deg2rad(np.arange(-24.0, 24.1, 3.0))
 SCALES = np.array([0.96, 1.0, 1.04])
-#: Translation bin (pixels) and largest translation considered, in the disc-anchored frame.
+#: Translation bins (pixels) of the coarse and fine vote, and the largest translation
+#: considered, in the disc-anchored frame.
+COARSE_BIN = 16.0
 BIN = 8.0
 MAX_SHIFT = 420.0
 #: Junction pairs whose signature weight is below this do not vote.
@@ -143,32 +145,54 @@ def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
     For each rotation/scale on a small grid, every probe–reference junction pair votes for the
     translation that would superimpose them; votes are weighted by how well the pair's
     branch-angle signatures agree. True correspondences pile up in one translation bin,
-    chance pairs spread out. One ``bincount`` over all (rotation, scale, pair) triples.
+    chance pairs spread out. Coarse to fine: a ``COARSE_BIN`` grid over the whole shift range
+    picks the ``PEAKS`` best rotations, then a ``BIN`` grid around each coarse peak, at each
+    scale, locates the peak precisely.
     """
     ca, cb = _complex(probe.junctions), _complex(reference.junctions)
     sa, sb = _signature(probe.junction_angles), _signature(reference.junction_angles)
     weight = np.exp(-np.abs(sa[:, None, :] - sb[None, :, :]).sum(axis=2) / 0.6)
     ia, ib = np.nonzero(weight > MIN_PAIR_WEIGHT)  # dissimilar junctions do not vote
-    zs = (SCALES[:, None] * np.exp(1j * ROTATIONS[None, :])).ravel()
-    t = cb[ib][None, :] - zs[:, None] * ca[ia][None, :]  # (Z, pairs)
-    n = 2 * int(MAX_SHIFT / BIN) + 1
-    tx = np.rint(t.real / BIN).astype(np.int64) + n // 2
-    ty = np.rint(t.imag / BIN).astype(np.int64) + n // 2
+    w = weight[ia, ib]
+    # Coarse: rotations only (a few % of scale moves a point less than a coarse bin).
+    rot = np.exp(1j * ROTATIONS)
+    t = cb[ib][None, :] - rot[:, None] * ca[ia][None, :]
+    coarse, score = _vote(t, w, np.zeros(len(rot), complex), MAX_SHIFT, COARSE_BIN)
+    ri = np.argsort(score)[::-1][:PEAKS]
+    # Fine: each good rotation at every scale, in a small window around its coarse peak.
+    zs = (rot[ri][:, None] * SCALES[None, :]).ravel()
+    centre = np.repeat(coarse[ri], len(SCALES))
+    t = cb[ib][None, :] - zs[:, None] * ca[ia][None, :]
+    fine, score = _vote(t, w, centre, 1.5 * COARSE_BIN, BIN)
+    zi = np.argsort(score)[::-1][:PEAKS]
+    zs, fine = zs[zi], fine[zi]
+    return np.stack([zs, fine], 1)
+
+
+def _vote(
+    t: np.ndarray, weight: np.ndarray, centre: np.ndarray, reach: float, size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best translation (and its vote) per row of ``t`` on a grid of ``size`` px bins.
+
+    Rows are rotation/scale hypotheses; only translations within ``reach`` of that row's
+    ``centre`` count. 2×2 bin neighbourhoods are summed so that a peak split across a bin
+    border is not lost. One ``bincount`` for all rows.
+    """
+    n = 2 * int(reach / size) + 1
+    rel = t - centre[:, None]
+    tx = np.rint(rel.real / size).astype(np.int64) + n // 2
+    ty = np.rint(rel.imag / size).astype(np.int64) + n // 2
     ok = (tx >= 0) & (tx < n) & (ty >= 0) & (ty < n)
-    flat = (np.arange(len(zs))[:, None] * n + ty) * n + tx
-    votes = np.broadcast_to(weight[ia, ib][None, :], t.shape)
-    acc = np.bincount(flat[ok], weights=votes[ok], minlength=len(zs) * n * n).reshape(len(zs), n, n)
-    # Sum 2x2 neighbourhoods so that a peak split across bin borders is not lost.
+    flat = (np.arange(len(t))[:, None] * n + ty) * n + tx
+    votes = np.broadcast_to(weight[None, :], t.shape)
+    acc = np.bincount(flat[ok], weights=votes[ok], minlength=len(t) * n * n).reshape(len(t), n, n)
     acc[:, 1:, :] += acc[:, :-1, :]
     acc[:, :, 1:] += acc[:, :, :-1]
-    # Strongest translation per rotation/scale, then the best PEAKS of those (argpartition on
-    # the whole accumulator is slow: it is mostly ties at zero).
-    per_z = acc.reshape(len(zs), -1)
-    best = per_z.argmax(axis=1)
-    zi = np.argsort(per_z[np.arange(len(zs)), best])[::-1][:PEAKS]
-    ty, tx = np.unravel_index(best[zi], (n, n))
-    shift = ((tx - n // 2 - 0.5) + 1j * (ty - n // 2 - 0.5)) * BIN
-    return np.stack([zs[zi], shift], 1)
+    per_row = acc.reshape(len(t), -1)
+    best = per_row.argmax(axis=1)
+    by, bx = np.unravel_index(best, (n, n))
+    shift = centre + ((bx - n // 2 - 0.5) + 1j * (by - n // 2 - 0.5)) * size
+    return shift, per_row[np.arange(len(t)), best]
 
 
 def _consensus(pa: np.ndarray, pb: np.ndarray, hyps: np.ndarray) -> Similarity:
