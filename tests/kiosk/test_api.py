@@ -194,7 +194,7 @@ def test_health_and_metrics_count_requests(client: TestClient) -> None:
 
 
 def test_overload_answers_503_and_never_fails(backend: FakeBackend) -> None:
-    backend.delay_s = 0.2
+    backend.delay_s = 0.4  # long enough that all 6 requests arrive while 2 are admitted
     client = make_client(backend, workers=1, max_queue=1)
     enrol(client, "alice", person=1)
     statuses: list[int] = []
