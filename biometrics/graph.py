@@ -13,6 +13,8 @@ one-pixel-wide curve out and back), so no Python loop visits pixels one by one.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import networkx as nx
 import numpy as np
@@ -88,8 +90,8 @@ def _trace(skel: np.ndarray, calibre: np.ndarray) -> nx.MultiGraph:
         pts = path.astype(np.float32)
         pts = _attach(graph, nodes[0], pts, first=True)
         pts = _attach(graph, nodes[1], pts, first=False)
-        cal = calibre[path[:, 1], path[:, 0]]
-        graph.add_edge(nodes[0], nodes[1], **_edge_attrs(pts, float(np.median(cal))))
+        cal = float(calibre[path[:, 1], path[:, 0]].mean())
+        graph.add_edge(nodes[0], nodes[1], **_edge_attrs(pts, cal))
     return graph
 
 
@@ -108,20 +110,17 @@ def _ordered_path(contour: np.ndarray, ends: np.ndarray | None) -> np.ndarray | 
     """Pixels (x, y) of a one-pixel-wide open curve in order, from its contour and end pixels."""
     if ends is None or len(ends) == 0:
         return None
-    if len(contour) == 1:
+    n = len(contour)
+    if n == 1:
         return contour
     code = contour[:, 1].astype(np.int64) * 65536 + contour[:, 0]
     end_codes = ends[:, 1].astype(np.int64) * 65536 + ends[:, 0]
-    start = np.flatnonzero(code == end_codes[0])
-    if start.size:
-        contour, code = np.roll(contour, -int(start[0]), 0), np.roll(code, -int(start[0]))
-    stop = len(contour) // 2
-    for end in end_codes[1:]:
-        hit = np.flatnonzero(code == end)
-        if hit.size:
-            stop = int(hit[0])
-            break
-    return contour[: stop + 1]
+    hits = np.flatnonzero(code == end_codes[0])
+    first = int(hits[0]) if hits.size else 0
+    # The walk from one end reaches the other end halfway round the contour.
+    others = np.flatnonzero(np.isin(code, end_codes[1:])) if len(end_codes) > 1 else []
+    stop = int(((others - first) % n).min()) if len(others) else n // 2
+    return contour[(first + np.arange(stop + 1)) % n]
 
 
 def _attach(graph: nx.MultiGraph, node: tuple, pts: np.ndarray, *, first: bool) -> np.ndarray:
@@ -133,9 +132,9 @@ def _attach(graph: nx.MultiGraph, node: tuple, pts: np.ndarray, *, first: bool) 
 
 
 def _edge_attrs(pts: np.ndarray, calibre: float) -> dict:
-    steps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    length = float(steps.sum())
-    chord = float(np.linalg.norm(pts[-1] - pts[0]))
+    d = np.diff(pts, axis=0)
+    length = float(np.sqrt((d * d).sum(axis=1)).sum())
+    chord = math.hypot(*(pts[-1] - pts[0]).tolist())
     return {
         "polyline": pts,
         "length": length,
@@ -147,11 +146,11 @@ def _edge_attrs(pts: np.ndarray, calibre: float) -> dict:
 def _prune_spurs(graph: nx.MultiGraph, rounds: int = 2) -> None:
     """Remove short terminal branches: skeletonisation artefacts of thick or bumpy vessels."""
     for _ in range(rounds):
+        degree = dict(graph.degree)
         spurs = [
             (u, v, k)
             for u, v, k, d in graph.edges(keys=True, data=True)
-            if (graph.degree(u) == 1) != (graph.degree(v) == 1)
-            and d["length"] < max(10.0, 2.5 * d["calibre"])
+            if (degree[u] == 1) != (degree[v] == 1) and d["length"] < max(10.0, 2.5 * d["calibre"])
         ]
         for u, v, k in spurs:
             if graph.has_edge(u, v, k):
@@ -233,7 +232,9 @@ def _finalise_nodes(graph: nx.MultiGraph) -> None:
 
 def _direction(pts: np.ndarray) -> float:
     """Direction (radians) of a polyline leaving its first point, measured ANGLE_REACH px out."""
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
-    idx = min(int(np.searchsorted(arc, ANGLE_REACH)), len(pts) - 1)
-    d = pts[idx] - pts[0]
-    return float(np.arctan2(d[1], d[0]))
+    head = pts[: int(2 * ANGLE_REACH) + 2]  # enough points: pixel steps are at least 1 px
+    d = np.diff(head, axis=0)
+    arc = np.cumsum(np.sqrt((d * d).sum(axis=1)))
+    idx = min(int(np.searchsorted(arc, ANGLE_REACH)) + 1, len(head) - 1)
+    dx, dy = (head[idx] - head[0]).tolist()
+    return math.atan2(dy, dx)
