@@ -10,13 +10,16 @@ fixed schedule that is right for a MobileNetV2-style network on a multi-core SIM
   epilogue computed in the same tile while it is hot, and the zero-padding of 3×3 kernels
   materialised per tile (inlining it puts a branch into the inner loop);
 * the decoder's bilinear ×2 upsampling is lowered to integer-indexed 0.75/0.25 blends instead
-  of the generic float-coordinate ``resize2d`` (4× faster) and scheduled with the two output
+  of the generic float-coordinate ``resize2d`` and scheduled with the two output
   parities unrolled so that all index arithmetic folds away;
 * any other injective operator: outer loops fused and parallel.
 
-Measured on a 2-core Zen 4 at 544² (sum of per-kernel minima): naive 250 ms, + threads/SIMD
-tiles 190 ms, + integer upsampling 115 ms, + per-tile padding 93 ms, + fused pointwise spatial
-axes 81 ms. Only the compiler imports this module; the kiosk runtime never does.
+Measured on a 2-core Zen 4 at 544² (sum of per-kernel minima, shared noisy machine): first
+threads + SIMD tiles 253 ms; + integer ×2 upsampling and whole tiles for narrow layers 194 ms;
++ per-tile padding and unrolled upsampling parities 93 ms; + fused H·W for pointwise layers
+81 ms. End to end the stock pipeline ran 1270 ms and these schedules 217 ms in the same
+benchmark run (``benchmarks/RESULTS_backends.md``). Only the compiler imports this module;
+the kiosk runtime never does.
 """
 
 from __future__ import annotations
