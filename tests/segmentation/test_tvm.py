@@ -76,6 +76,7 @@ class TestArtefact:
         with pytest.raises(ValueError, match="refusing"):
             compile_artefact(tiny_onnx, tmp_path, shapes=[(64, 64)])
 
+    @pytest.mark.slow
     def test_failed_tuning_is_reported_not_fatal(self, tmp_path):
         failure = tune(tmp_path / "missing.onnx", (64, 64), {"kind": "llvm"}, 4, tmp_path)
         assert failure is not None and "failed" in failure
