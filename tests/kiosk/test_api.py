@@ -246,3 +246,20 @@ def test_scanner_folder_replaces_uploads(backend: FakeBackend, tmp_path: Path) -
 def test_device_source_without_a_scanner_is_400(client: TestClient) -> None:
     response = client.post("/api/verify", params={"source": "device"})
     assert response.status_code == 400 and "no scanner" in response.json()["error"]
+
+
+def test_backend_crash_is_a_500_and_the_kiosk_keeps_serving(
+    backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(backend)
+    enrol(client, "alice", person=1)
+
+    def crash(rgb: object, user_id: object) -> None:
+        raise RuntimeError("segfault-ish /secret/path")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend, "verify", crash)
+        response = verify(client, 1, "alice")
+    assert response.status_code == 500 and "/secret" not in response.text
+    assert verify(client, 1, "alice").json()["decision"] == "accepted"
+    assert client.get("/healthz").json()["in_flight"] == 0
