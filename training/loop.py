@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -52,7 +52,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
