@@ -186,7 +186,7 @@ def compile_artefact(
     out: str | Path,
     *,
     target: str = "native",
-    shapes: Sequence[tuple[int, int]] = ((544, 544),),
+    shapes: Sequence[tuple[int, int]] = ((512, 768),),
     tune_trials: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> Manifest:
@@ -198,7 +198,7 @@ def compile_artefact(
     out : artefact directory; created, and replaced if it holds an older artefact.
     target : ``"native"`` (this CPU) or ``"aarch64"`` (cross-compiled, needs
         ``aarch64-linux-gnu-g++`` on PATH).
-    shapes : (H, W) input shapes, each a multiple of 32.
+    shapes : (H, W) input shapes, each a multiple of 32 (default: a canonical RIDB image).
     tune_trials : meta-schedule trial budget per shape; 0 = built-in schedules only.
     progress : called with a short line before each step (the CLI shows it).
 
@@ -222,6 +222,7 @@ def compile_artefact(
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise ValueError(f"{out.name}: exists and is not an artefact; refusing to overwrite")
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # a failed rebuild must not look complete
     for old in out.glob("*.so"):
         old.unlink()
 
