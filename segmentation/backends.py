@@ -8,6 +8,7 @@ torch nor tvm: the verify path stays small (≈200 MB RSS) and starts fast.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from importlib import resources
@@ -22,10 +23,6 @@ from segmentation.tiling import tiled_logits, window_for_budget
 
 #: Name of the shipped default biometric model inside ``segmentation/weights``.
 DEFAULT_WEIGHTS = "m2unet_combined.onnx"
-
-
-#: ONNX metadata key holding the vessel threshold chosen on validation data at training time.
-THRESHOLD_KEY = "vessel_threshold"
 
 
 class Segmenter(Protocol):
@@ -97,8 +94,7 @@ class OnnxSegmenter:
             ) from None
         self._input = self._session.get_inputs()[0].name
         self.weights = path
-        meta = self._session.get_modelmeta().custom_metadata_map
-        self.threshold = float(meta.get(THRESHOLD_KEY, 0.5))
+        self.threshold = model_threshold(path)
         self.memory_budget_mb = memory_budget_mb
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -107,6 +103,19 @@ class OnnxSegmenter:
 
     def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         return probability_map(self.logits, rgb, fov, memory_budget_mb=self.memory_budget_mb)
+
+
+def model_threshold(weights: Path) -> float:
+    """The vessel threshold chosen on validation data when the model was trained.
+
+    ``retauth train`` writes it to the model card beside the weights (``<name>.json``,
+    key ``threshold``); a model without a card gets 0.5.
+    """
+    card = weights.with_suffix(".json")
+    try:
+        return float(json.loads(card.read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.5
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path | None:
