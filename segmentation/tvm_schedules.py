@@ -12,7 +12,10 @@ fixed schedule that is right for a MobileNetV2-style network on a multi-core SIM
 * the decoder's bilinear ×2 upsampling is lowered to integer-indexed 0.75/0.25 blends instead
   of the generic float-coordinate ``resize2d`` and scheduled with the two output
   parities unrolled so that all index arithmetic folds away;
-* any other injective operator: outer loops fused and parallel.
+* any other injective operator: outer loops fused and parallel;
+* before all that, each decoder block's ``conv1x1(concat(upsample(a), skip))`` is split into
+  ``upsample(conv1x1(a)) + conv1x1(skip)`` (both linear, so exact): the convolution of the
+  upsampled half runs at low resolution and the wide concatenation disappears.
 
 Measured on a 2-core Zen 4 at 544² (sum of per-kernel minima, shared noisy machine): first
 threads + SIMD tiles 253 ms; + integer ×2 upsampling and whole tiles for narrow layers 194 ms;
@@ -24,6 +27,7 @@ the kiosk runtime never does.
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
 from tvm import s_tir, te, tirx
 from tvm.relax.transform.legalize_ops.image import _image_resize2d
@@ -85,6 +89,62 @@ def legalize_resize2d(bb, call):
     if not is_up2:
         return _image_resize2d(bb, call)
     return bb.call_te(_upsample2x_te, call.args[0])
+
+
+def _split_upsample_concat_pointwise(func):
+    """Rewrite ``conv1x1(concat(upsample(a), b))`` as ``upsample(conv1x1(a)) + conv1x1(b)``.
+
+    Every M2U-Net decoder block upsamples, concatenates a skip and applies a pointwise
+    convolution. Bilinear upsampling and a 1×1 convolution are both linear, one per channel
+    and one per pixel, so they commute. Splitting the weights by input channel lets the
+    convolution of the upsampled half run at the *low* resolution, on 4× fewer pixels, and
+    it never materialises the wide concatenated tensor (1 GB at full HRF size). ONNX Runtime
+    does not do this. Exact up to float rounding (max |Δlogit| ~6e-6).
+    """
+    from tvm import relax
+    from tvm.relax.dpl import is_const, is_op, is_tuple, rewrite_call, wildcard
+
+    low, skip, size, weight = wildcard(), wildcard(), wildcard(), is_const()
+    upsample = is_op("relax.image.resize2d")(low, size)
+    concat = is_op("relax.concat")(is_tuple([upsample, skip]))
+    conv = is_op("relax.nn.conv2d")(concat, weight)
+
+    def rewrite(expr, matched):
+        w = matched[weight].value.numpy()
+        attrs = matched[conv].attrs
+        pointwise = (
+            w.shape[2:] == (1, 1)
+            and list(attrs.strides) == [1, 1]
+            and not any(int(p) for p in attrs.padding)
+            and int(attrs.groups) == 1
+            and str(attrs.data_layout) == "NCHW"
+            and int(matched[concat].attrs.axis) == 1
+        )
+        if not pointwise:
+            return expr
+        split = int(matched[low].ty.shape[1])
+        w_low = relax.const(np.ascontiguousarray(w[:, :split]))
+        w_skip = relax.const(np.ascontiguousarray(w[:, split:]))
+        resize = matched[upsample]
+        low_conv = relax.Call(matched[conv].op, [matched[low], w_low], attrs)
+        return relax.op.add(
+            relax.Call(resize.op, [low_conv, matched[size]], resize.attrs),
+            relax.Call(matched[conv].op, [matched[skip], w_skip], attrs),
+        )
+
+    return rewrite_call(conv, rewrite, func)
+
+
+@tvm.transform.module_pass(opt_level=0, name="SplitUpsampleConcatPointwise")
+def split_upsample_concat_pointwise(mod, _ctx):
+    """Module pass applying :func:`_split_upsample_concat_pointwise` to every Relax function."""
+    from tvm import relax
+
+    mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = _split_upsample_concat_pointwise(func)
+    return mod
 
 
 def _blocks(sch: s_tir.Schedule) -> list:
@@ -184,6 +244,7 @@ def schedule_passes() -> list[tvm.transform.Pass]:
     from tvm import relax
 
     return [
+        split_upsample_concat_pointwise,
         relax.transform.LegalizeOps({"relax.image.resize2d": legalize_resize2d}),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
