@@ -39,7 +39,9 @@ class Pipeline:
 
     def __init__(self, settings: Settings | None = None, *, segmenter: Segmenter | None = None):
         settings = settings or Settings()
-        self.segmenter = segmenter or load_segmenter(settings.backend, settings.weights or None)
+        self.segmenter = segmenter or load_segmenter(
+            settings.backend, settings.weights or None, memory_budget_mb=settings.memory_budget_mb
+        )
 
     def analyse(self, rgb: np.ndarray) -> Analysis:
         """Run every stage on an RGB uint8 photograph (no quality decision is taken here)."""

@@ -3,7 +3,8 @@
 One object holds the loaded segmenter and the open template store, so the CLI, the kiosk and
 scripts share the same decision logic. It keeps no per-request state, so threads may share it. Decisions are audited by the store; 1:1 failures feed
 the lockout policy. The probe is always analysed before the claimed id is looked up, so an
-unknown id costs the same time as a known one (no timing oracle for enrolled ids).
+unknown id costs the same time as a known one: it is analysed, then compared against itself
+as a decoy, so response time does not tell whether an id is enrolled.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from biometrics.pipeline import Analysis, Pipeline
 from biometrics.settings import Settings
 from biometrics.template import Template
+from enrollment.errors import UnknownUser
 from enrollment.ids import normalize_user_id
 from enrollment.store import TemplateStore
 from matching import DEFAULT_THRESHOLD, compare
@@ -91,8 +93,12 @@ class AuthService:
         return decision
 
     def _verify(self, probe: Template, user_id: str) -> Decision:
-        self.store.check_not_locked(user_id)
-        references = [Template.from_bytes(b) for b in self.store.templates(user_id)]
+        try:
+            self.store.check_not_locked(user_id)
+            references = [Template.from_bytes(b) for b in self.store.templates(user_id)]
+        except UnknownUser:
+            compare(probe, probe)  # the work of a real comparison: no timing oracle for ids
+            raise
         # Multi-capture enrolment: the best-matching reference decides.
         score = max((compare(ref, probe) for ref in references), default=0.0)
         accepted = score >= self.threshold

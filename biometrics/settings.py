@@ -37,6 +37,7 @@ class Settings:
     backend: str = "auto"
     weights: str = ""
     threshold: float | None = None
+    memory_budget_mb: float | None = None
     lockout_attempts: int = 5
     lockout_window_s: float = 900.0
     lockout_duration_s: float = 900.0
@@ -59,6 +60,7 @@ def _config_path() -> Path:
 
 _NUMBERS = {
     "threshold": float,
+    "memory_budget_mb": float,
     "lockout_attempts": int,
     "lockout_window_s": float,
     "lockout_duration_s": float,
@@ -67,7 +69,7 @@ _NUMBERS = {
 
 def _coerce(name: str, value: Any) -> Any:
     if name in _NUMBERS:
-        if name == "threshold" and value in (None, ""):
+        if name in ("threshold", "memory_budget_mb") and value in (None, ""):
             return None
         try:
             number = _NUMBERS[name](value)

@@ -127,8 +127,16 @@ def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path | None:
 BACKENDS = ("auto", "onnxruntime", "tvm", "classical", "torch")
 
 
-def load_segmenter(backend: str = "auto", weights: str | Path | None = None) -> Segmenter:
-    """Load a segmenter once. ``auto`` = ONNX Runtime with shipped weights, else classical."""
+def load_segmenter(
+    backend: str = "auto",
+    weights: str | Path | None = None,
+    *,
+    memory_budget_mb: float | None = None,
+) -> Segmenter:
+    """Load a segmenter once. ``auto`` = ONNX Runtime with shipped weights, else classical.
+
+    ``memory_budget_mb`` (ONNX Runtime) bounds working memory by tiling larger images.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "classical":
@@ -139,7 +147,7 @@ def load_segmenter(backend: str = "auto", weights: str | Path | None = None) -> 
             if backend == "auto":
                 return ClassicalSegmenter()
             raise ValueError("no ONNX weights given and none shipped; pass --weights")
-        return OnnxSegmenter(path)
+        return OnnxSegmenter(path, memory_budget_mb=memory_budget_mb)
     if backend == "tvm":
         from segmentation.tvm_backend import TvmSegmenter
 

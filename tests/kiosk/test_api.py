@@ -125,7 +125,7 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(backend: FakeBack
     client = make_client(backend, max_pixels=200 * 200)
     response = client.post("/api/verify", content=encode(synthetic_fundus(1)))  # 256x256
     assert response.status_code == 400
-    assert response.json()["error"] == "upload: 256x256 exceeds this kiosk's 40000 pixel limit"
+    assert response.json()["error"] == "upload: 256x256 exceeds the 40000 pixel limit"
 
 
 @pytest.mark.parametrize("token", ["", "wrong-token-value"])
