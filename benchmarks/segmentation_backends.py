@@ -54,15 +54,6 @@ def logit(probability: float) -> float:
     return float(np.log(probability / (1 - probability)))
 
 
-def model_threshold(onnx_path: str) -> float:
-    """The model's a-priori vessel threshold from its sidecar JSON (``retauth train``), else 0.5."""
-    sidecar = Path(onnx_path).with_suffix(".json")
-    try:
-        return float(json.loads(sidecar.read_text())["threshold"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0.5
-
-
 def peak_rss_mb() -> float:
     """Peak resident set of this process image in MB.
 
@@ -343,7 +334,9 @@ def main() -> None:
     args.onnx = args.onnx or (str(shipped_weights()) if shipped_weights() else None)
     if not args.onnx:
         raise SystemExit("no --onnx given and no shipped weights")
-    args.threshold = args.threshold or model_threshold(args.onnx)
+    from segmentation.backends import model_threshold
+
+    args.threshold = args.threshold or model_threshold(Path(args.onnx))
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="retauth-bench-"))

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from segmentation.backends import model_threshold
 from segmentation.preprocessing import PAD_MULTIPLE
 from segmentation.tvm_backend import (
     ARTEFACT_FORMAT,
@@ -43,7 +44,11 @@ AARCH64_CXX = "aarch64-linux-gnu-g++"
 
 @dataclass(frozen=True)
 class Manifest:
-    """What an artefact directory holds; written as ``manifest.json`` next to the libraries."""
+    """What an artefact directory holds; written as ``manifest.json`` next to the libraries.
+
+    ``threshold`` is the model's a-priori vessel threshold, carried over from its model card
+    so that a TVM artefact segments exactly like the ONNX model it was compiled from.
+    """
 
     arch: str
     target: dict
@@ -51,6 +56,7 @@ class Manifest:
     libraries: dict[str, str]
     weights_sha256: str
     tvm_version: str
+    threshold: float = 0.5
     tuned: bool = False
     notes: list[str] = field(default_factory=list)
     format: str = ARTEFACT_FORMAT
@@ -258,6 +264,7 @@ def compile_artefact(
         libraries=libraries,
         weights_sha256=_sha256(weights),
         tvm_version=tvm.__version__,
+        threshold=model_threshold(weights),
         tuned=tuned,
         notes=notes,
     )

@@ -65,6 +65,7 @@ class TvmSegmenter:
         # A window must keep a centre of at least one stride after both margins.
         widest = (min(self.shapes[-1]) - PAD_MULTIPLE) // 2 // PAD_MULTIPLE * PAD_MULTIPLE
         self.margin = max(0, min(margin, widest))
+        self.threshold = float(manifest.get("threshold", 0.5))
         self.artefact = directory
 
     def _run(self, shape: tuple[int, int], batch: np.ndarray) -> np.ndarray:

@@ -64,6 +64,7 @@ class TestArtefact:
         assert manifest.target["kind"] == "llvm" and manifest.target["mcpu"]
         assert all((native / lib).is_file() for lib in manifest.libraries.values())
         assert manifest.tuned is False and manifest.notes == []
+        assert manifest.threshold == 0.5  # the tiny model has no model card
         assert len(manifest.weights_sha256) == 64
 
     @pytest.mark.parametrize("text", ["100x96", "96", "0x64", "axb"])
@@ -83,6 +84,13 @@ class TestArtefact:
 
 
 class TestTvmSegmenter:
+    def test_carries_the_model_card_threshold(self, tiny_onnx, tmp_path):
+        weights = tmp_path / "carded.onnx"
+        shutil.copy(tiny_onnx, weights)
+        weights.with_suffix(".json").write_text(json.dumps({"threshold": 0.62}))
+        compile_artefact(weights, tmp_path / "art", shapes=[(64, 64)])
+        assert TvmSegmenter(tmp_path / "art").threshold == 0.62
+
     def test_compiled_shape_matches_onnxruntime(self, native, reference):
         x = batch(96, 96)
         np.testing.assert_allclose(
