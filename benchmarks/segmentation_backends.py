@@ -215,6 +215,8 @@ def spawn(
 
 def drive_parity(args, backends: list[str], tmp: Path, progress, task) -> list[dict]:
     """Each backend segments the 20 DRIVE test images; Dice vs torch's maps and vs truth."""
+    if not backends:
+        return []
     truths = drive_truth(args)
     rows, reference = [], None
     for backend in sorted(backends, key=lambda b: b != "torch"):  # torch first
