@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from segmentation.backends import probability_map
 from segmentation.models.m2unet import m2unet
-from segmentation.preprocessing import pad_to_multiple, to_model_input
 
 
 class TorchSegmenter:
     """M2U-Net in torch on CPU. ``weights``: a ``.pt`` checkpoint from ``retauth train``."""
 
     name = "torch"
+    threshold = 0.5  # replaced by the checkpoint's a-priori threshold when it has one
 
     def __init__(self, weights: str | Path | None = None, *, model: nn.Module | None = None):
         if model is None:
@@ -31,6 +32,7 @@ class TorchSegmenter:
             state = torch.load(path, map_location="cpu", weights_only=True)
             model = m2unet()
             model.load_state_dict(state.get("model", state))
+            self.threshold = float(state.get("threshold", 0.5))
         self.model = model
 
     @torch.no_grad()
@@ -44,9 +46,4 @@ class TorchSegmenter:
         return out
 
     def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
-        padded, (h, w) = pad_to_multiple(rgb)
-        logit = self.logits(to_model_input(padded))[0, 0, :h, :w]
-        prob = 1.0 / (1.0 + np.exp(-logit))
-        if fov is not None:
-            prob = np.where(fov, prob, 0.0)
-        return prob.astype(np.float32)
+        return probability_map(self.logits, rgb, fov)
