@@ -218,10 +218,11 @@ def eval_seg_command(
         if any(n not in DATASETS for n in names):
             raise ValueError(f"unknown data set {dataset!r}; choose drive, chase, hrf or all")
         root = data_root(data)
-        path = Path(weights) if weights else shipped_weights()
+        # the classical segmenter needs no weights and is calibrated for 0.5
+        path = None if backend == "classical" else Path(weights) if weights else shipped_weights()
         if backend != "classical" and path is None:
             raise ValueError("no weights given and none shipped; pass --weights")
-        segmenter = load_segmenter(backend, None if backend == "classical" else path)
+        segmenter = load_segmenter(backend, path)
         if threshold is None:
             meta = sidecar(path) if path is not None else None
             threshold = (
