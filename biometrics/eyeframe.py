@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from segmentation.preprocessing import fov_diameter
+
 #: Nominal optic-disc diameter as a fraction of the FOV diameter (45° cameras: ~0.1–0.15).
 DISC_FRACTION = 0.12
 _STEP = 4
@@ -36,8 +38,7 @@ def locate_disc(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray) -> Disc:
     ``confidence`` in [0, 1] is how much the winning location stands out; under 0.2 the disc is
     probably outside the FOV and the FOV centre is used as the origin instead.
     """
-    cols = np.flatnonzero(fov.any(axis=0))
-    diameter = float(cols[-1] - cols[0] + 1) if cols.size else float(fov.shape[1])
+    diameter = fov_diameter(fov) or float(fov.shape[1])
     radius = DISC_FRACTION * diameter / 2
     # The disc is a large structure: work at 1/4 resolution (16x fewer pixels to blur).
     small = (max(1, fov.shape[1] // _STEP), max(1, fov.shape[0] // _STEP))
