@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
+    init: str = ""  # fine-tune: start from this checkpoint's weights (fresh optimiser/schedule)
 
 
 @dataclass
@@ -161,7 +162,11 @@ def train(
         crop=cfg.crop, scale=(cfg.scale_range[0] / max_scale, cfg.scale_range[1] / max_scale)
     )
 
-    model = m2unet().to(device).to(memory_format=torch.channels_last)
+    model = m2unet()
+    if cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
+        log(f"initialised from {cfg.init}")
+    model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     state = {"step": 0, "elapsed": 0.0, "best_dice": -1.0, "best_threshold": 0.5}

@@ -42,6 +42,13 @@ def train_command(
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     threads: int = typer.Option(2, help="torch CPU threads."),
     resume: bool = typer.Option(False, help="Continue from <out>/last.pt."),
+    init: str = typer.Option(
+        None, help="Fine-tune: start from this checkpoint's weights (e.g. a combined best.pt)."
+    ),
+    diameter: int = typer.Option(540, help="FOV diameter (px) the model works at; 540 = canonical."),
+    scale_range: str = typer.Option(
+        "0.75,1.33", help="Scale augmentation range relative to --diameter, 'min,max'."
+    ),
     export: str = typer.Option(None, help="ONNX path written from the best checkpoint."),
     export_min_dice: float = typer.Option(
         0.75, help="Export on each new best once validation Dice reaches this."
@@ -54,6 +61,16 @@ def train_command(
             raise ValueError(f"unknown data set {dataset!r}; choose {', '.join(DATASET_CHOICES)}")
         if steps <= 0 and budget_minutes <= 0:
             raise ValueError("give --steps or a positive --budget-minutes")
+        try:
+            lo, hi = (float(v) for v in scale_range.split(","))
+        except ValueError:
+            raise ValueError("--scale-range must look like 0.75,1.33") from None
+        if not 0 < lo <= hi:
+            raise ValueError("--scale-range needs 0 < min <= max")
+        if diameter < 64:
+            raise ValueError("--diameter must be at least 64 px")
+        if init and not Path(init).is_file():
+            raise ValueError(f"--init {init}: checkpoint not found")
         import copy
 
         from rich.progress import (
@@ -81,6 +98,9 @@ def train_command(
             seed=seed,
             threads=threads,
             device=device,
+            init=init or "",
+            diameter=diameter,
+            scale_range=(lo, hi),
         )
 
         bar = Progress(
@@ -103,7 +123,7 @@ def train_command(
         def on_best(model, dice: float, threshold: float) -> None:
             if export_path is not None and dice >= export_min_dice:
                 diff = write_model(
-                    copy.deepcopy(model).cpu(), export_path, dice, threshold, dataset
+                    copy.deepcopy(model).cpu(), export_path, dice, threshold, dataset, diameter
                 )
                 log(f"exported {export_path} (ONNX Runtime vs torch max |Δlogit| {diff:.2e})")
 
@@ -128,6 +148,7 @@ def write_model(
     dice: float,
     threshold: float,
     dataset: str,
+    diameter: int,
     fixed_hw: tuple[int, int] | None = None,
 ) -> float:
     """Export ``model`` to ONNX with its sidecar; returns the ONNX-vs-torch logit difference."""
@@ -143,6 +164,7 @@ def write_model(
                 "threshold": threshold,
                 "validation_dice": round(dice, 4),
                 "trained_on": dataset,
+                "diameter": diameter,
                 "input": "float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
                 if fixed_hw is None
                 else f"float32 (1, 3, {fixed_hw[0]}, {fixed_hw[1]}) RGB in [0, 1]",
@@ -187,7 +209,8 @@ def export_seg_command(
         datasets = tuple(ck.get("config", {}).get("datasets", ()))
         name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
         dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
-        diff = write_model(model, Path(out), dice, threshold, name, fixed_hw)
+        diameter = int(ck.get("config", {}).get("diameter", 540))
+        diff = write_model(model, Path(out), dice, threshold, name, diameter, fixed_hw)
         emit(
             {"onnx": str(out), "max_abs_logit_diff": diff, "threshold": threshold},
             f"wrote {out}: ONNX Runtime vs torch max |Δlogit| {diff:.2e}, threshold {threshold:.2f}",
@@ -203,7 +226,9 @@ def eval_seg_command(
     threshold: float = typer.Option(
         None, help="Probability threshold (default: the model's validation-chosen one)."
     ),
-    diameter: int = typer.Option(540, help="FOV diameter (px) the model sees; 540 = canonical."),
+    diameter: int = typer.Option(
+        None, help="FOV diameter (px) the model sees (default: the model's own, else 540)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
 ) -> None:
     """Score a segmenter on a test split: Dice, accuracy, AUC, Se/Sp inside the FOV vs the paper."""
@@ -223,11 +248,12 @@ def eval_seg_command(
         if backend != "classical" and path is None:
             raise ValueError("no weights given and none shipped; pass --weights")
         segmenter = load_segmenter(backend, path)
+        meta = sidecar(path) if path is not None else None
+        card = json.loads(meta.read_text()) if meta and meta.is_file() else {}
         if threshold is None:
-            meta = sidecar(path) if path is not None else None
-            threshold = (
-                json.loads(meta.read_text())["threshold"] if meta and meta.is_file() else 0.5
-            )
+            threshold = card.get("threshold", 0.5)
+        if diameter is None:
+            diameter = int(card.get("diameter", 540))
         results = {}
         for name in names:
             samples = load_split(root, name, "test")
