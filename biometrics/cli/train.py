@@ -45,7 +45,9 @@ def train_command(
     init: str = typer.Option(
         None, help="Fine-tune: start from this checkpoint's weights (e.g. a combined best.pt)."
     ),
-    diameter: int = typer.Option(540, help="FOV diameter (px) the model works at; 540 = canonical."),
+    diameter: int = typer.Option(
+        540, help="FOV diameter (px) the model works at; 540 = canonical."
+    ),
     scale_range: str = typer.Option(
         "0.75,1.33", help="Scale augmentation range relative to --diameter, 'min,max'."
     ),
