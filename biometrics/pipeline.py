@@ -40,7 +40,10 @@ class Pipeline:
     def __init__(self, settings: Settings | None = None, *, segmenter: Segmenter | None = None):
         settings = settings or Settings()
         self.segmenter = segmenter or load_segmenter(
-            settings.backend, settings.weights or None, memory_budget_mb=settings.memory_budget_mb
+            settings.backend,
+            settings.weights or None,
+            memory_budget_mb=settings.memory_budget_mb,
+            low_memory=settings.low_memory,
         )
 
     def analyse(self, rgb: np.ndarray) -> Analysis:

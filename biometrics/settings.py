@@ -38,6 +38,7 @@ class Settings:
     weights: str = ""
     threshold: float | None = None
     memory_budget_mb: float | None = None
+    low_memory: bool = False
     lockout_attempts: int = 5
     lockout_window_s: float = 900.0
     lockout_duration_s: float = 900.0
@@ -67,7 +68,17 @@ _NUMBERS = {
 }
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def _coerce(name: str, value: Any) -> Any:
+    if name == "low_memory":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in _TRUE + _FALSE:
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return text in _TRUE
     if name in _NUMBERS:
         if name in ("threshold", "memory_budget_mb") and value in (None, ""):
             return None

@@ -12,31 +12,33 @@ makes "check then insert" enrolment atomic. Reads use plain snapshots and never 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 import db_migrations
 from biometrics.errors import StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 BUSY_TIMEOUT_S = 30.0
 _PG_WRITE_LOCK = 0x7265_7461  # arbitrary constant: "reta"
 _WRITE_OPTION = "retauth_write"
 
 T = TypeVar("T")
+
+#: Newest schema revision shipped with this version (``db_migrations/versions``). Kept here so
+#: that opening an up-to-date store does not import Alembic (and Mako, Pygments): ~11 MB of
+#: every kiosk process. A test checks it against Alembic's own idea of the head.
+SCHEMA_HEAD = "0001"
 
 
 def normalize_url(url: str) -> str:
@@ -130,20 +132,24 @@ def read_session(engine: Engine) -> Iterator[Session]:
 
 def alembic_config() -> Config:
     """Alembic configuration built in code: no alembic.ini is needed at run time."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(db_migrations.__file__).parent))
     return cfg
 
 
-@functools.lru_cache(maxsize=1)
 def head_revision() -> str:
-    """Newest revision shipped with this version (scripts do not change while running)."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+    """Newest revision shipped with this version."""
+    return SCHEMA_HEAD
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's schema revision, None for an empty database (Alembic's version table)."""
     with db_errors(), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _run_locked(engine: Engine, action: Callable[[Config], T]) -> T:
@@ -152,6 +158,8 @@ def _run_locked(engine: Engine, action: Callable[[Config], T]) -> T:
     with db_errors(), writer.connect() as conn, conn.begin():
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+        from alembic.util.exc import CommandError
+
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         try:
@@ -161,10 +169,14 @@ def _run_locked(engine: Engine, action: Callable[[Config], T]) -> T:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     _run_locked(engine, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     _run_locked(engine, lambda cfg: command.downgrade(cfg, revision))
 
 

@@ -18,7 +18,8 @@ from typing import Protocol
 import numpy as np
 
 from segmentation.classical import ClassicalSegmenter
-from segmentation.preprocessing import pad_to_multiple, to_model_input
+from segmentation.heap import release_freed_memory_promptly
+from segmentation.preprocessing import PAD_MULTIPLE, pad_to_multiple, to_model_input
 from segmentation.tiling import tiled_logits, window_for_budget
 
 #: Name of the shipped default biometric model inside ``segmentation/weights``.
@@ -40,6 +41,29 @@ class Segmenter(Protocol):
         ...
 
 
+#: Context (canonical px) kept around the FOV's bounding box when segmenting. Measured on RIDB
+#: (M2U-Net, window origin on the 32-px grid): 99.985 % of FOV pixels keep their vessel/
+#: background decision against whole-frame inference at 32 px (99.999 % at 64 px), while the
+#: network sees 21 % fewer pixels of a 768×511 frame (time and peak memory).
+FOV_CONTEXT = 32
+
+
+def fov_window(fov: np.ndarray | None, context: int = FOV_CONTEXT) -> tuple[slice, slice]:
+    """Rows and columns worth segmenting: the FOV's bounding box grown by ``context``.
+
+    The window's origin is rounded down to the network's total stride (32) so that it sees
+    the same down-sampling grid as the whole frame; a missing or empty FOV gives the frame.
+    """
+    if fov is None or not fov.any():
+        return slice(None), slice(None)
+    bounds = []
+    for axis in (1, 0):
+        hits = np.flatnonzero(fov.any(axis=axis))
+        start = max(int(hits[0]) - context, 0) // PAD_MULTIPLE * PAD_MULTIPLE
+        bounds.append(slice(start, min(int(hits[-1]) + 1 + context, fov.shape[1 - axis])))
+    return bounds[0], bounds[1]
+
+
 def probability_map(
     logits: Callable[[np.ndarray], np.ndarray],
     rgb: np.ndarray,
@@ -47,16 +71,22 @@ def probability_map(
     *,
     memory_budget_mb: float | None = None,
 ) -> np.ndarray:
-    """Pad, run a backend's logits function (tiled if the image exceeds the memory budget),
-    crop, apply the sigmoid and zero the outside of ``fov``: float32 (H, W) in [0, 1]."""
-    padded, (h, w) = pad_to_multiple(rgb)
+    """Vessel probabilities, float32 (H, W) in [0, 1], zero outside ``fov``.
+
+    Only the FOV's window (:func:`fov_window`) goes through the network: it is padded to a
+    multiple of 32, run through a backend's logits function (tiled if it exceeds the memory
+    budget), cropped back and passed through the sigmoid.
+    """
+    rows, cols = fov_window(fov)
+    padded, (h, w) = pad_to_multiple(rgb[rows, cols])
     batch = to_model_input(padded)
     window = window_for_budget(batch.shape[2:], memory_budget_mb) if memory_budget_mb else None
     raw = logits(batch) if window is None else tiled_logits(logits, batch, window)
-    prob = 1.0 / (1.0 + np.exp(-raw[0, 0, :h, :w]))
+    prob = np.zeros(rgb.shape[:2], np.float32)
+    prob[rows, cols] = 1.0 / (1.0 + np.exp(-raw[0, 0, :h, :w]))
     if fov is not None:
-        prob = np.where(fov, prob, 0.0)
-    return prob.astype(np.float32)
+        prob[~fov] = 0.0
+    return prob
 
 
 class OnnxSegmenter:
@@ -64,6 +94,13 @@ class OnnxSegmenter:
 
     ``memory_budget_mb`` bounds working memory: larger images are segmented in overlapping
     tiles (:mod:`segmentation.tiling`) instead of in one pass.
+
+    ``low_memory`` gives the working memory back after every image instead of keeping it for
+    the next: no ONNX Runtime arena (it grows to about twice the network's live activations
+    and never shrinks), and glibc told to unmap large freed blocks at once
+    (:mod:`segmentation.heap`, process-wide). Peak memory at 512×768 drops from ~255 MB to
+    ~115 MB above the loaded model; each image pays fresh page faults unless malloc uses
+    transparent huge pages.
     """
 
     name = "onnxruntime"
@@ -74,6 +111,7 @@ class OnnxSegmenter:
         *,
         threads: int | None = None,
         memory_budget_mb: float | None = None,
+        low_memory: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -84,6 +122,9 @@ class OnnxSegmenter:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.log_severity_level = 3
+        if low_memory:
+            options.enable_cpu_mem_arena = False
+            release_freed_memory_promptly()
         try:
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
@@ -96,6 +137,7 @@ class OnnxSegmenter:
         self.weights = path
         self.threshold = model_threshold(path)
         self.memory_budget_mb = memory_budget_mb
+        self.low_memory = low_memory
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits (N, 1, H, W) for a float32 NCHW batch whose H, W are multiples of 32."""
@@ -132,10 +174,12 @@ def load_segmenter(
     weights: str | Path | None = None,
     *,
     memory_budget_mb: float | None = None,
+    low_memory: bool = False,
 ) -> Segmenter:
     """Load a segmenter once. ``auto`` = ONNX Runtime with shipped weights, else classical.
 
-    ``memory_budget_mb`` (ONNX Runtime) bounds working memory by tiling larger images.
+    ``memory_budget_mb`` (ONNX Runtime) bounds working memory by tiling larger images;
+    ``low_memory`` (ONNX Runtime) returns it to the system after each image.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -147,7 +191,7 @@ def load_segmenter(
             if backend == "auto":
                 return ClassicalSegmenter()
             raise ValueError("no ONNX weights given and none shipped; pass --weights")
-        return OnnxSegmenter(path, memory_budget_mb=memory_budget_mb)
+        return OnnxSegmenter(path, memory_budget_mb=memory_budget_mb, low_memory=low_memory)
     if backend == "tvm":
         from segmentation.tvm_backend import TvmSegmenter
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from segmentation.models.m2unet import inference_form
+
 #: ONNX opset: Resize (bilinear, half-pixel) and everything else M2U-Net needs.
 OPSET = 17
 
@@ -18,11 +20,13 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` as ONNX: dynamic batch/H/W by default, or a fixed (1, 3, H, W) input.
 
-    Input ``rgb`` float32 NCHW in [0, 1]; output ``logits`` (N, 1, H, W).
+    Input ``rgb`` float32 NCHW in [0, 1]; output ``logits`` (N, 1, H, W). What is written is
+    the model's inference form (decoder projections before upsampling, about half the peak
+    memory); :func:`parity` checks it against the training form.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
+    model = inference_form(model)
     h, w = fixed_hw or (256, 320)
     dummy = torch.rand(1, 3, h, w)
     axes = None

@@ -54,6 +54,14 @@ def kiosk(
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Largest uploaded image in pixels (checked before decoding).")
     ] = 9_000_000,
+    low_memory: Annotated[
+        bool,
+        typer.Option(
+            "--low-memory/--no-low-memory",
+            help="Give segmentation memory back to the system after each request "
+            "(ONNX Runtime; peak RSS ~200 MB instead of ~450 MB).",
+        ),
+    ] = True,
     debug_save_images: Annotated[
         Path | None,
         typer.Option(help="DEBUG ONLY: write every probe and overlay as PNG to this folder."),
@@ -94,7 +102,7 @@ def kiosk(
             if watch_folder is not None
             else None
         )
-        overrides = {"backend": backend, "weights": weights}
+        overrides = {"backend": backend, "weights": weights, "low_memory": low_memory}
         settings = replace(
             store_settings(db, key_file), **{k: v for k, v in overrides.items() if v is not None}
         )

@@ -50,3 +50,12 @@ def test_unknown_revision_is_store_error(fresh_url: str) -> None:
     with pytest.raises(StoreError, match="migration failed"):
         upgrade(engine, "nonexistent")
     engine.dispose()
+
+
+def test_schema_head_constant_matches_the_migration_scripts() -> None:
+    # enrollment.db names the head without importing Alembic; a new migration must update it
+    from alembic.script import ScriptDirectory
+
+    from enrollment.db import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD

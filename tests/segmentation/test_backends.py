@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from segmentation.backends import OnnxSegmenter, load_segmenter, probability_map
+from segmentation.backends import OnnxSegmenter, fov_window, load_segmenter, probability_map
 
 pytest.importorskip("onnx", reason="building the tiny test model needs the onnx package")
 
@@ -32,9 +32,29 @@ def test_probability_map_crops_sigmoids_and_masks():
         return np.zeros((1, 1, *batch.shape[2:]), np.float32)
 
     prob = probability_map(logits, rgb, fov)
-    assert seen == [(1, 3, 64, 96)]
+    assert seen == [(1, 3, 64, 96)]  # the FOV window (35 + 32 px of context) padded to 32
     assert prob.shape == (40, 70) and prob.dtype == np.float32
     assert np.allclose(prob[:, :35], 0.5) and np.all(prob[:, 35:] == 0)
+
+
+def test_only_the_fov_window_is_segmented_on_the_stride_grid():
+    rgb = np.random.default_rng(1).integers(0, 256, (300, 500, 3), np.uint8)
+    fov = np.zeros((300, 500), bool)
+    fov[100:200, 200:330] = True
+    rows, cols = fov_window(fov)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (64, 232, 160, 362)
+    calls = []
+
+    def logits(batch):  # a position-dependent fake network: any misplacement shows
+        calls.append(batch.shape)
+        return batch[:, :1] * 4 - 2
+
+    prob = probability_map(logits, rgb, fov)
+    assert calls == [(1, 3, 192, 224)]  # 168 × 202 window padded to 32, not 320 × 512
+    expected = 1 / (1 + np.exp(-(rgb[..., 0] / 255 * 4 - 2)))
+    assert np.allclose(prob[fov], expected[fov], atol=1e-6)
+    assert np.all(prob[~fov] == 0)
+    assert fov_window(None) == fov_window(np.zeros((5, 5), bool)) == (slice(None), slice(None))
 
 
 class TestOnnxSegmenter:
