@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from segmentation import heap
 from segmentation.backends import OnnxSegmenter, fov_window, load_segmenter, probability_map
 
 pytest.importorskip("onnx", reason="building the tiny test model needs the onnx package")
@@ -74,6 +75,13 @@ class TestOnnxSegmenter:
         tiled = bounded.predict(rgb)
         assert len(calls) > 1 and all(s[2] * s[3] < 320 * 448 for s in calls)
         np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+    def test_low_memory_mode_gives_the_same_probabilities(self, tiny_onnx):
+        rgb = np.random.default_rng(2).integers(0, 256, (120, 160, 3), np.uint8)
+        lean = load_segmenter("onnxruntime", tiny_onnx, low_memory=True)
+        assert lean.low_memory and heap.release_freed_memory_promptly()  # glibc here
+        whole = OnnxSegmenter(tiny_onnx, threads=1).predict(rgb)
+        np.testing.assert_allclose(lean.predict(rgb), whole, atol=1e-6)
 
     def test_tvm_backend_needs_an_artefact(self):
         with pytest.raises(ValueError, match="compiled artefact"):

@@ -36,3 +36,28 @@ def test_trunk_taps_strides_and_channels():
 def test_pretrained_backbone_is_refused():
     with pytest.raises(ValueError, match="pretrained"):
         m2unet(pretrained_backbone=True)
+
+
+def test_inference_form_computes_the_same_function_with_fewer_full_resolution_channels():
+    from segmentation.models.m2unet import ProjectedDecoderBlock, inference_form
+
+    torch.manual_seed(0)
+    model = m2unet()
+    for module in model.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    fast = inference_form(model)
+    assert all(
+        isinstance(getattr(fast.head, f"decode{i}"), ProjectedDecoderBlock) for i in (1, 2, 3, 4)
+    )
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        expected, got = model(x), fast(x)
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+    # the last block upsamples 5 projected channels instead of concatenating 33
+    assert fast.head.decode1.project_up.out_channels == 5
+    assert not isinstance(model.head.decode1, ProjectedDecoderBlock)  # the original is kept
