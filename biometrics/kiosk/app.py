@@ -1,5 +1,9 @@
 """The kiosk web application: a static touch page plus a small JSON API over a :class:`KioskBackend`.
 
+Plain Starlette (the ASGI toolkit FastAPI is built on): six routes need no request models or
+OpenAPI schema, and leaving out FastAPI and pydantic keeps ~16 MB out of a kiosk process
+whose budget is 250 MB.
+
 Routes
 ------
 ``GET /``                 the kiosk page (static HTML/JS/CSS shipped with the package)
@@ -33,9 +37,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from biometrics.errors import FailureToAcquire, InputError
 from biometrics.kiosk.admission import BoundedExecutor, Overloaded
@@ -114,7 +122,29 @@ class ApiError(Exception):
         self.outcome = outcome
 
 
-def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.raw = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k for k, _ in self.raw}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": kept + self.raw}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(service: KioskBackend, settings: KioskSettings) -> Starlette:
     """Build the kiosk application around an already loaded backend.
 
     The backend (and its model) is created by the caller, once, before the server starts; the
@@ -124,22 +154,9 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
         yield
         executor.shutdown()
-
-    app = FastAPI(
-        title="retauth kiosk", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
-    )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
-    app.state.executor = executor
-    app.state.metrics = metrics
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
 
     async def handle(endpoint: str, prepare: Callable[[], Awaitable[Job]]) -> JSONResponse:
         """Admit the request, let ``prepare`` read its body and return the job, run the job on
@@ -175,31 +192,29 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
             )
         return decode_image(data, name="upload", max_pixels=settings.max_pixels)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
+    async def index(_: Request) -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> Response:
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
         if name not in STATIC_FILES:
             return _error(404, "not found")
         return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name])
 
-    @app.get("/api/config")
-    async def config() -> dict[str, Any]:
-        return {
-            "upload": settings.allow_upload,
-            "scanner": settings.capture.name if settings.capture else None,
-            "operator": settings.operator is not None,
-            "result_timeout_s": settings.result_timeout_s,
-            "max_enrol_images": settings.max_enrol_images,
-        }
+    async def config(_: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "upload": settings.allow_upload,
+                "scanner": settings.capture.name if settings.capture else None,
+                "operator": settings.operator is not None,
+                "result_timeout_s": settings.result_timeout_s,
+                "max_enrol_images": settings.max_enrol_images,
+            }
+        )
 
-    @app.post("/api/verify")
-    async def verify(
-        request: Request, user_id: str | None = None, source: str = "upload"
-    ) -> JSONResponse:
-        claimed = (user_id or "").strip() or None
+    async def verify(request: Request) -> JSONResponse:
+        claimed = (request.query_params.get("user_id") or "").strip() or None
+        source = request.query_params.get("source", "upload")
         is_operator = settings.operator is not None and settings.operator.check(
             request.headers.get("X-Operator-Token")
         )
@@ -217,7 +232,6 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
 
         return await handle("verify", prepare)
 
-    @app.post("/api/enrol")
     async def enrol(request: Request) -> JSONResponse:
         if settings.operator is None:
             metrics.observe("enrol", "forbidden")
@@ -244,24 +258,42 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> FastAPI:
 
         return await handle("enrol", prepare)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "backend": service.name,
-            "in_flight": executor.in_flight,
-            "workers": executor.workers,
-            "max_queue": executor.max_queue,
-        }
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "backend": service.name,
+                "in_flight": executor.in_flight,
+                "workers": executor.workers,
+                "max_queue": executor.max_queue,
+            }
+        )
 
-    @app.get("/metrics")
-    async def metrics_text() -> PlainTextResponse:
+    async def metrics_text(_: Request) -> PlainTextResponse:
         gauges = {
             "in_flight": float(executor.in_flight),
             "capacity": float(executor.workers + executor.max_queue),
         }
         return PlainTextResponse(metrics.render(gauges))
 
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/static/{name}", static),
+            Route("/api/config", config),
+            Route("/api/verify", verify, methods=["POST"]),
+            Route("/api/enrol", enrol, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics_text),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.executor = executor
+    app.state.metrics = metrics
     return app
 
 

@@ -1,4 +1,4 @@
-"""The kiosk JSON API over a fake backend, through FastAPI's in-process TestClient."""
+"""The kiosk JSON API over a fake backend, through Starlette's in-process TestClient."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from biometrics.kiosk.app import KioskSettings, create_app
 from biometrics.kiosk.capture import FolderSource

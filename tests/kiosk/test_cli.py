@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from biometrics.cli import app
