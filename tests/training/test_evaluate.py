@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from biometrics.cli import app
@@ -58,3 +59,18 @@ def test_eval_seg_rejects_unknown_dataset(fixture_root):
         ["eval-seg", "--backend", "classical", "--dataset", "stare", "--data", str(fixture_root)],
     )
     assert result.exit_code == 2
+
+
+def test_eval_seg_uses_the_model_card_diameter_unless_told(fixture_root, tmp_path):
+    pytest.importorskip("onnx")
+    from tiny_net import tiny_model
+
+    weights = tiny_model(tmp_path / "m.onnx")
+    weights.with_suffix(".json").write_text(json.dumps({"threshold": 0.4, "diameter": 64}))
+    base = ["eval-seg", "--weights", str(weights), "--dataset", "chase"]
+    base += ["--data", str(fixture_root), "--json"]
+    for extra, diameter in (([], 64), (["--diameter", "96"], 96)):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.output)
+        assert (payload["diameter"], payload["threshold"]) == (diameter, 0.4)

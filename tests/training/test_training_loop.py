@@ -79,3 +79,19 @@ def test_train_checkpoints_and_resumes(fixture_root, tmp_path):
     resumed = train(more, fixture_root, tmp_path, resume=True, log=lines.append)
     assert resumed["steps"] == 3
     assert any("resumed at step 2" in line for line in lines)
+
+
+def test_fine_tuning_starts_from_the_given_weights(fixture_root, tmp_path):
+    source = m2unet()
+    torch.nn.init.constant_(source.head.decode1.ir1.conv[-1].bias, 3.0)  # a recognisable weight
+    torch.save({"model": source.state_dict()}, tmp_path / "source.pt")
+    small = {"batch_size": 2, "crop": 32, "val_every": 5, "diameter": 48, "threads": 1}
+    cfg = TrainConfig(
+        datasets=("drive",), steps=1, lr=1e-9, init=str(tmp_path / "source.pt"), **small
+    )
+    lines: list[str] = []
+    train(cfg, fixture_root, tmp_path / "run", log=lines.append)
+    assert any("initialised from" in line for line in lines)
+    tuned = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    bias = tuned["head.decode1.ir1.conv.3.bias"]
+    assert torch.allclose(bias, torch.full_like(bias, 3.0), atol=1e-3)
