@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 
 from biometrics.cli.train import PAPER, results_table, sidecar
 from segmentation.backends import OnnxSegmenter, load_segmenter
@@ -46,6 +47,20 @@ def score(segmenter, root: Path, names, threshold: float, diameter: int, label: 
     return payload
 
 
+def cross_table(runs: list[dict], datasets: list[str]) -> Table:
+    """Dice of every run (model, diameter) on every test set, the paper's row last."""
+    table = Table(title="Dice inside the FOV (rows: model @ FOV diameter; columns: test set)")
+    table.add_column("model")
+    for name in datasets:
+        table.add_column(name, justify="right")
+    for run in runs:
+        results = run["results"]
+        cells = [f"{results[n]['model']['dice']:.4f}" if n in results else "" for n in datasets]
+        table.add_row(f"{run['weights']} @ {run['diameter']}", *cells)
+    table.add_row("paper M2U-Net (per data set)", *(f"{PAPER[n]['dice']:.4f}" for n in datasets))
+    return table
+
+
 def overlay(segmenter: OnnxSegmenter, path: Path, threshold: float, out: Path) -> None:
     """Vessels (green) over the canonical-scale photograph, saved as a small PNG."""
     canon = to_canonical(read_image(path))
@@ -62,7 +77,7 @@ def overlay(segmenter: OnnxSegmenter, path: Path, threshold: float, out: Path) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True, help="ONNX model")
+    ap.add_argument("--weights", nargs="+", required=True, help="ONNX model(s)")
     ap.add_argument("--data", default=None, help="data root (default $RETAUTH_DATA)")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--threshold", type=float, default=None, help="default: the sidecar's")
@@ -75,21 +90,24 @@ def main() -> None:
     args = ap.parse_args()
 
     root = data_root(args.data)
-    weights = Path(args.weights)
-    threshold = args.threshold
-    if threshold is None:
-        threshold = json.loads(sidecar(weights).read_text())["threshold"]
-    model = OnnxSegmenter(weights)
-    runs = [score(model, root, args.datasets, threshold, 540, weights.name)]
-    if args.hrf_diameter:
-        runs.append(score(model, root, ["hrf"], threshold, args.hrf_diameter, weights.name))
+    runs = []
+    for path in map(Path, args.weights):
+        card = json.loads(sidecar(path).read_text())
+        threshold = card["threshold"] if args.threshold is None else args.threshold
+        model = OnnxSegmenter(path)
+        runs.append(
+            score(model, root, args.datasets, threshold, card.get("diameter", 540), path.name)
+        )
+        if args.hrf_diameter and path == Path(args.weights[0]):
+            runs.append(score(model, root, ["hrf"], threshold, args.hrf_diameter, path.name))
+        if args.overlays is not None and path == Path(args.weights[0]):
+            args.overlays.mkdir(parents=True, exist_ok=True)
+            for name in RIDB_SAMPLES:
+                target = args.overlays / f"overlay_ridb_{Path(name).stem}.png"
+                overlay(model, root / "RIDB" / name, threshold, target)
     if args.classical:
         runs.append(score(load_segmenter("classical"), root, args.datasets, 0.5, 540, "classical"))
-    if args.overlays is not None:
-        args.overlays.mkdir(parents=True, exist_ok=True)
-        for name in RIDB_SAMPLES:
-            target = args.overlays / f"overlay_ridb_{Path(name).stem}.png"
-            overlay(model, root / "RIDB" / name, threshold, target)
+    console.print(cross_table(runs, args.datasets))
     if args.json is not None:
         args.json.write_text(json.dumps(runs, indent=2, default=str))
 
