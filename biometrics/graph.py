@@ -117,8 +117,9 @@ def _ordered_path(contour: np.ndarray, ends: np.ndarray | None) -> np.ndarray | 
     end_codes = ends[:, 1].astype(np.int64) * 65536 + ends[:, 0]
     hits = np.flatnonzero(code == end_codes[0])
     first = int(hits[0]) if hits.size else 0
-    # The walk from one end reaches the other end halfway round the contour.
-    others = np.flatnonzero(np.isin(code, end_codes[1:])) if len(end_codes) > 1 else []
+    # The walk from one end reaches the other end halfway round the contour. (Segments have
+    # two or three ends: a broadcast comparison is cheaper than setting up np.isin.)
+    others = np.flatnonzero((code[:, None] == end_codes[None, 1:]).any(axis=1))
     stop = int(((others - first) % n).min()) if len(others) else n // 2
     return contour[(first + np.arange(stop + 1)) % n]
 
