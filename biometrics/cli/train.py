@@ -165,6 +165,7 @@ def write_model(
             {
                 "threshold": threshold,
                 "validation_dice": round(dice, 4),
+                "threshold_from": "validation",
                 "trained_on": dataset,
                 "diameter": diameter,
                 "input": "float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
@@ -184,18 +185,33 @@ def export_seg_command(
     checkpoint: str = typer.Option(..., help="A best.pt written by retauth train."),
     out: str = typer.Option(..., help="ONNX file to write (a .json sidecar goes beside it)."),
     fixed: str = typer.Option(None, help="Fixed input HxW instead of dynamic, e.g. 512x768."),
+    threshold_from: str = typer.Option(
+        "validation",
+        help="Operating threshold chosen on the run's validation images, or on all its "
+        "training images ('train': train + validation; needs --data).",
+    ),
+    data: str = typer.Option(None, help="Data root for --threshold-from train."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
 ) -> None:
-    """Export a training checkpoint to ONNX and check ONNX Runtime against torch (< 1e-4)."""
+    """Export a training checkpoint to ONNX and check ONNX Runtime against torch (< 1e-4).
+
+    A per-data-set model has one to three validation images, too few to place a threshold
+    well: ``--threshold-from train`` picks it on every training image of its data sets.
+    """
     with errors_to_exit_codes(as_json=as_json):
         import torch
 
+        from segmentation.backends import OnnxSegmenter
         from segmentation.models.m2unet import m2unet
-        from training.datasets import DATASETS
+        from training.datasets import DATASETS, data_root, load_split
+        from training.evaluate import choose_threshold
 
         path = Path(checkpoint)
         if not path.is_file():
             raise ValueError(f"{path.name}: checkpoint not found")
+        if threshold_from not in ("validation", "train"):
+            raise ValueError("--threshold-from must be validation or train")
+        root = data_root(data) if threshold_from == "train" else None
         fixed_hw = None
         if fixed:
             try:
@@ -213,6 +229,16 @@ def export_seg_command(
         dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
         diameter = int(ck.get("config", {}).get("diameter", 540))
         diff = write_model(model, Path(out), dice, threshold, name, diameter, fixed_hw)
+        if root is not None:
+            samples = [s for d in datasets for s in load_split(root, d, "train")]
+            segmenter = OnnxSegmenter(out)
+            threshold, train_dice = choose_threshold(segmenter, samples, diameter)
+            card = json.loads(sidecar(Path(out)).read_text())
+            card.update(
+                threshold=threshold,
+                threshold_from=f"train ({len(samples)} images, Dice {train_dice:.4f})",
+            )
+            sidecar(Path(out)).write_text(json.dumps(card, indent=2) + "\n")
         emit(
             {"onnx": str(out), "max_abs_logit_diff": diff, "threshold": threshold},
             f"wrote {out}: ONNX Runtime vs torch max |Δlogit| {diff:.2e}, threshold {threshold:.2f}",

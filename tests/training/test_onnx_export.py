@@ -40,3 +40,34 @@ def test_torch_backend_loads_a_checkpoint(model, tmp_path):
     np.testing.assert_allclose(
         TorchSegmenter(tmp_path / "best.pt").predict(rgb), expected, atol=1e-6
     )
+
+
+def test_export_seg_writes_the_model_card(model, tmp_path, fixture_root):
+    import json
+
+    from typer.testing import CliRunner
+
+    from biometrics.cli import app
+
+    checkpoint = tmp_path / "best.pt"
+    config = {"datasets": ["drive"], "diameter": 48}
+    torch.save(
+        {"model": model.state_dict(), "threshold": 0.6, "val_dice": 0.7, "config": config},
+        checkpoint,
+    )
+    out = tmp_path / "m.onnx"
+    base = ["export-seg", "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert (card["threshold"], card["threshold_from"], card["diameter"]) == (0.6, "validation", 48)
+    assert card["trained_on"] == "drive" and card["max_abs_logit_diff"] < 1e-4
+
+    result = CliRunner().invoke(
+        app, [*base, "--threshold-from", "train", "--data", str(fixture_root)]
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["threshold_from"].startswith("train (20 images")  # DRIVE's 20 training images
+    assert 0.05 <= card["threshold"] <= 0.95
+    bad = CliRunner().invoke(app, [*base, "--threshold-from", "test"])
+    assert bad.exit_code == 2
