@@ -17,7 +17,7 @@ from biometrics.settings import Settings
 from biometrics.template import Template
 from segmentation.backends import Segmenter, load_segmenter
 from segmentation.imageio import read_image
-from segmentation.preprocessing import Canonical, to_canonical
+from segmentation.preprocessing import CANONICAL_FOV_DIAMETER, Canonical, to_canonical
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ class Pipeline:
             memory_budget_mb=settings.memory_budget_mb,
             low_memory=settings.low_memory,
         )
+        diameter = getattr(self.segmenter, "diameter", CANONICAL_FOV_DIAMETER)
+        if diameter != CANONICAL_FOV_DIAMETER:
+            raise ValueError(
+                f"this model works at a FOV of {diameter} px; the biometric pipeline needs a "
+                f"{CANONICAL_FOV_DIAMETER}-px model (e.g. the shipped m2unet_combined.onnx)"
+            )
 
     def analyse(self, rgb: np.ndarray) -> Analysis:
         """Run every stage on an RGB uint8 photograph (no quality decision is taken here)."""

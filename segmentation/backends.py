@@ -19,7 +19,12 @@ import numpy as np
 
 from segmentation.classical import ClassicalSegmenter
 from segmentation.heap import release_freed_memory_promptly
-from segmentation.preprocessing import PAD_MULTIPLE, pad_to_multiple, to_model_input
+from segmentation.preprocessing import (
+    CANONICAL_FOV_DIAMETER,
+    PAD_MULTIPLE,
+    pad_to_multiple,
+    to_model_input,
+)
 from segmentation.tiling import tiled_logits, window_for_budget
 
 #: Name of the shipped default biometric model inside ``segmentation/weights``.
@@ -136,6 +141,7 @@ class OnnxSegmenter:
         self._input = self._session.get_inputs()[0].name
         self.weights = path
         self.threshold = model_threshold(path)
+        self.diameter = model_diameter(path)
         self.memory_budget_mb = memory_budget_mb
         self.low_memory = low_memory
 
@@ -147,17 +153,23 @@ class OnnxSegmenter:
         return probability_map(self.logits, rgb, fov, memory_budget_mb=self.memory_budget_mb)
 
 
-def model_threshold(weights: Path) -> float:
-    """The vessel threshold chosen on validation data when the model was trained.
-
-    ``retauth train`` writes it to the model card beside the weights (``<name>.json``,
-    key ``threshold``); a model without a card gets 0.5.
-    """
-    card = weights.with_suffix(".json")
+def _card_value(weights: Path, key: str, default: float) -> float:
+    """A number from the model card beside the weights (``<name>.json``), else ``default``."""
     try:
-        return float(json.loads(card.read_text())["threshold"])
+        return float(json.loads(weights.with_suffix(".json").read_text())[key])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0.5
+        return default
+
+
+def model_threshold(weights: Path) -> float:
+    """The vessel threshold chosen when the model was trained (card key ``threshold``; 0.5
+    for a model without a card)."""
+    return _card_value(weights, "threshold", 0.5)
+
+
+def model_diameter(weights: Path) -> int:
+    """The FOV diameter (px) the model was trained at (card key ``diameter``; default 540)."""
+    return int(_card_value(weights, "diameter", CANONICAL_FOV_DIAMETER))
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path | None:

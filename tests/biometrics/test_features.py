@@ -86,3 +86,19 @@ def test_eye_frame_is_scale_invariant(pipeline):
     b = pipeline.analyse(smaller).features.template.junctions
     dist = np.linalg.norm(a[:, None] - b[None], axis=2).min(axis=1)
     assert np.median(dist) < 6  # canonical scale undoes the camera resolution
+
+
+def test_pipeline_refuses_a_model_trained_at_another_scale(tmp_path):
+    pytest.importorskip("onnx")
+    import json
+
+    from tiny_net import tiny_model
+
+    from biometrics.settings import Settings
+
+    weights = tiny_model(tmp_path / "hrf_like.onnx")
+    weights.with_suffix(".json").write_text(json.dumps({"threshold": 0.5, "diameter": 1080}))
+    with pytest.raises(ValueError, match="FOV of 1080 px"):
+        Pipeline(Settings(backend="onnxruntime", weights=str(weights)))
+    weights.with_suffix(".json").write_text(json.dumps({"threshold": 0.5, "diameter": 540}))
+    assert Pipeline(Settings(backend="onnxruntime", weights=str(weights))).segmenter.diameter == 540
