@@ -94,7 +94,7 @@ def repeatability(pipeline: Pipeline, data: Path) -> tuple[dict, dict]:
         canon = to_canonical(read_image(path))
         prob = pipeline.segmenter.predict(canon.rgb, canon.fov)
         t = time.perf_counter()
-        f = extract_features(canon.rgb, canon.fov, prob)
+        f = extract_features(canon.rgb, canon.fov, prob, threshold=pipeline.segmenter.threshold)
         times.append((time.perf_counter() - t) * 1e3)
         templates[(int(m.group(2)), int(m.group(1)))] = f.template
     genuine, impostor = [], []
