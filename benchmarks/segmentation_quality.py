@@ -21,7 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from biometrics.cli.train import PAPER, results_table, sidecar
+from biometrics.cli.train import PAPER, results_table
 from segmentation.backends import OnnxSegmenter, load_segmenter
 from segmentation.imageio import read_image
 from segmentation.preprocessing import to_canonical
@@ -91,16 +91,14 @@ def main() -> None:
 
     root = data_root(args.data)
     runs = []
-    for path in map(Path, args.weights):
-        card = json.loads(sidecar(path).read_text())
-        threshold = card["threshold"] if args.threshold is None else args.threshold
-        model = OnnxSegmenter(path)
-        runs.append(
-            score(model, root, args.datasets, threshold, card.get("diameter", 540), path.name)
-        )
-        if args.hrf_diameter and path == Path(args.weights[0]):
+    for i, path in enumerate(map(Path, args.weights)):
+        model = OnnxSegmenter(path)  # threshold and FOV diameter from the model's card
+        threshold = model.threshold if args.threshold is None else args.threshold
+        runs.append(score(model, root, args.datasets, threshold, model.diameter, path.name))
+        first = i == 0
+        if args.hrf_diameter and first:
             runs.append(score(model, root, ["hrf"], threshold, args.hrf_diameter, path.name))
-        if args.overlays is not None and path == Path(args.weights[0]):
+        if args.overlays is not None and first:
             args.overlays.mkdir(parents=True, exist_ok=True)
             for name in RIDB_SAMPLES:
                 target = args.overlays / f"overlay_ridb_{Path(name).stem}.png"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -124,7 +125,7 @@ def train_command(
 
         def on_best(model, dice: float, threshold: float) -> None:
             if export_path is not None and dice >= export_min_dice:
-                diff = write_model(
+                diff, _ = write_model(
                     copy.deepcopy(model).cpu(), export_path, dice, threshold, dataset, diameter
                 )
                 log(f"exported {export_path} (ONNX Runtime vs torch max |Δlogit| {diff:.2e})")
@@ -152,20 +153,30 @@ def write_model(
     dataset: str,
     diameter: int,
     fixed_hw: tuple[int, int] | None = None,
-) -> float:
-    """Export ``model`` to ONNX with its sidecar; returns the ONNX-vs-torch logit difference."""
+    *,
+    retune: Callable[[Path], tuple[float, str]] | None = None,
+) -> tuple[float, float]:
+    """Export ``model`` to ONNX with its sidecar; returns the ONNX-vs-torch logit difference
+    and the threshold written.
+
+    ``retune(onnx_path)``, when given, chooses the threshold again on the exported model and
+    returns it with a note of where it was chosen (the sidecar's ``threshold_from``).
+    """
     from training.export import export_onnx, parity, sha256
 
     export_onnx(model, path, fixed_hw=fixed_hw)
     diff = parity(model, path, **({"hw": fixed_hw} if fixed_hw else {}))
     if diff >= 1e-4:
         raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (limit 1e-4)")
+    threshold_from = "validation"
+    if retune is not None:
+        threshold, threshold_from = retune(path)
     sidecar(path).write_text(
         json.dumps(
             {
                 "threshold": threshold,
                 "validation_dice": round(dice, 4),
-                "threshold_from": "validation",
+                "threshold_from": threshold_from,
                 "trained_on": dataset,
                 "diameter": diameter,
                 "input": "float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
@@ -178,7 +189,7 @@ def write_model(
         )
         + "\n"
     )
-    return diff
+    return diff, threshold
 
 
 def export_seg_command(
@@ -228,17 +239,22 @@ def export_seg_command(
         name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
         dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
         diameter = int(ck.get("config", {}).get("diameter", 540))
-        diff = write_model(model, Path(out), dice, threshold, name, diameter, fixed_hw)
-        if root is not None:
+
+        def on_training_images(onnx: Path) -> tuple[float, str]:
             samples = [s for d in datasets for s in load_split(root, d, "train")]
-            segmenter = OnnxSegmenter(out)
-            threshold, train_dice = choose_threshold(segmenter, samples, diameter)
-            card = json.loads(sidecar(Path(out)).read_text())
-            card.update(
-                threshold=threshold,
-                threshold_from=f"train ({len(samples)} images, Dice {train_dice:.4f})",
-            )
-            sidecar(Path(out)).write_text(json.dumps(card, indent=2) + "\n")
+            chosen, train_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
+            return chosen, f"train ({len(samples)} images, Dice {train_dice:.4f})"
+
+        diff, threshold = write_model(
+            model,
+            Path(out),
+            dice,
+            threshold,
+            name,
+            diameter,
+            fixed_hw,
+            retune=on_training_images if root is not None else None,
+        )
         emit(
             {"onnx": str(out), "max_abs_logit_diff": diff, "threshold": threshold},
             f"wrote {out}: ONNX Runtime vs torch max |Δlogit| {diff:.2e}, threshold {threshold:.2f}",
@@ -263,7 +279,13 @@ def eval_seg_command(
     with errors_to_exit_codes(as_json=as_json):
         from rich.progress import Progress
 
-        from segmentation.backends import load_segmenter, shipped_weights
+        from segmentation.backends import (
+            load_segmenter,
+            model_diameter,
+            model_threshold,
+            shipped_weights,
+        )
+        from segmentation.preprocessing import CANONICAL_FOV_DIAMETER
         from training.datasets import DATASETS, data_root, load_split
         from training.evaluate import evaluate
 
@@ -276,12 +298,10 @@ def eval_seg_command(
         if backend != "classical" and path is None:
             raise ValueError("no weights given and none shipped; pass --weights")
         segmenter = load_segmenter(backend, path)
-        meta = sidecar(path) if path is not None else None
-        card = json.loads(meta.read_text()) if meta and meta.is_file() else {}
         if threshold is None:
-            threshold = card.get("threshold", 0.5)
+            threshold = model_threshold(path) if path is not None else 0.5
         if diameter is None:
-            diameter = int(card.get("diameter", 540))
+            diameter = model_diameter(path) if path is not None else CANONICAL_FOV_DIAMETER
         results = {}
         for name in names:
             samples = load_split(root, name, "test")

@@ -128,6 +128,7 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.raw = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        self.names = {k for k, _ in self.raw}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,8 +137,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {k for k, _ in self.raw}
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                kept = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in self.names
+                ]
                 message = {**message, "headers": kept + self.raw}
             await send(message)
 

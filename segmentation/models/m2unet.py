@@ -44,7 +44,8 @@ class ProjectedDecoderBlock(nn.Module):
     resolution. For the last block that is 33 channels at full resolution (99 MB of live
     activations at 512×768) replaced by 5; the 1×1 convolution also runs on a quarter of the
     pixels. Equal to the training form up to float rounding (tested, and checked by the ONNX
-    export's parity test against the training model).
+    export's parity test against the training model). The block's later layers are taken
+    over, not copied: build it from a copy of the model (:func:`inference_form` does).
     """
 
     def __init__(self, block: DecoderBlock):
@@ -63,8 +64,8 @@ class ProjectedDecoderBlock(nn.Module):
             self.project_up.bias.copy_(bn.bias - bn.running_mean * scale)
             self.project_skip.weight.copy_(weight[:, block.up_in :])
         self.upsample = block.upsample
-        self.act = copy.deepcopy(act)
-        self.rest = nn.Sequential(*copy.deepcopy(rest))
+        self.act = act
+        self.rest = nn.Sequential(*rest)
 
     def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         fused = self.upsample(self.project_up(up)) + self.project_skip(skip)
