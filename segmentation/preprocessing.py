@@ -14,8 +14,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from segmentation.imageio import InvalidImage
+
 #: FOV diameter (pixels) that every image is resampled to; DRIVE's own FOV is ~540 px.
 CANONICAL_FOV_DIAMETER = 540
+#: Largest canonical image, in units of ``diameter ** 2``. Real captures give 0.8-1.4 (DRIVE,
+#: CHASE_DB1, HRF, RIDB); a small FOV in a large frame would be enlarged without bound, and
+#: every later stage (segmentation, features, overlay) allocates in proportion to this size.
+MAX_CANONICAL_AREA = 4.0
 #: Network inputs must be a multiple of this (4 stride-2 stages in the encoder + margin).
 PAD_MULTIPLE = 32
 
@@ -81,6 +87,8 @@ def to_canonical(
 
     Area interpolation when shrinking (no aliasing of thin vessels), cubic when enlarging.
     ``fov`` is estimated with :func:`fov_mask` when not given (data sets ship their own).
+    Raises :class:`InvalidImage` before resampling when the result would exceed
+    :data:`MAX_CANONICAL_AREA` (a FOV that is tiny compared with its frame).
     """
     _check_rgb(rgb)
     h, w = rgb.shape[:2]
@@ -93,14 +101,23 @@ def to_canonical(
         measured = fov_diameter(fov_mask(thumb)) * w / thumb.shape[1]
     else:
         measured = fov_diameter(fov)
-    if measured < 0.25 * min(h, w):
+    whole_frame = measured < 0.25 * min(h, w)
+    if whole_frame:
         measured = float(min(h, w))  # no usable FOV: treat the frame as the FOV
-        fov = np.ones((h, w), bool)
     scale = diameter / measured
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    limit = int(MAX_CANONICAL_AREA * diameter**2)
+    if size[0] * size[1] > limit:
+        raise InvalidImage(
+            f"the field of view ({measured:.0f} px across) is too small for its {w}x{h} frame: "
+            f"scaled to a {diameter}-px field the image would be {size[0]}x{size[1]}, "
+            f"over the {limit} pixel limit"
+        )
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     out = cv2.resize(rgb, size, interpolation=interp)
-    if fov is None:
+    if whole_frame:
+        out_fov = np.ones(out.shape[:2], bool)
+    elif fov is None:
         out_fov = fov_mask(out)
     else:
         out_fov = cv2.resize(fov.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
