@@ -1,4 +1,4 @@
-"""Backend ``torch``: the reference M2U-Net in PyTorch (``train`` extra), imported lazily.
+"""Backend ``torch``: the reference networks in PyTorch (``train`` extra), imported lazily.
 
 Same interface as :class:`segmentation.backends.OnnxSegmenter`; used by training for
 validation (wrapping the live model) and to check exported ONNX files against torch.
@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from segmentation.backends import probability_map
-from segmentation.models.m2unet import m2unet
+from segmentation.models import build
 
 
 class TorchSegmenter:
-    """M2U-Net in torch on CPU. ``weights``: a ``.pt`` checkpoint from ``retauth train``."""
+    """A network in torch on CPU. ``weights``: a ``.pt`` checkpoint from ``retauth train``
+    (its architecture from the checkpoint's config; M2U-Net for older checkpoints)."""
 
     name = "torch"
     threshold = 0.5  # replaced by the checkpoint's a-priori threshold when it has one
@@ -30,7 +31,8 @@ class TorchSegmenter:
             if not path.is_file():
                 raise ValueError(f"{path.name}: checkpoint not found")
             state = torch.load(path, map_location="cpu", weights_only=True)
-            model = m2unet()
+            config = state.get("config", {}) if "model" in state else {}
+            model = build(config.get("arch", "m2unet"))
             model.load_state_dict(state.get("model", state))
             self.threshold = float(state.get("threshold", 0.5))
         self.model = model

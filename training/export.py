@@ -1,4 +1,4 @@
-"""Export M2U-Net to ONNX and check ONNX Runtime against torch on the same input."""
+"""Export a segmentation network to ONNX and check ONNX Runtime against torch on one input."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from segmentation.models.m2unet import inference_form
+from segmentation.models import deploy_form
 
-#: ONNX opset: Resize (bilinear, half-pixel) and everything else M2U-Net needs.
+#: ONNX opset: Resize (bilinear, half-pixel) and everything else M2U-Net and U²-Net need.
 OPSET = 17
 
 
@@ -21,12 +21,13 @@ def export_onnx(
     """Write ``model`` as ONNX: dynamic batch/H/W by default, or a fixed (1, 3, H, W) input.
 
     Input ``rgb`` float32 NCHW in [0, 1]; output ``logits`` (N, 1, H, W). What is written is
-    the model's inference form (decoder projections before upsampling, about half the peak
-    memory); :func:`parity` checks it against the training form.
+    the model's deploy form (:func:`segmentation.models.deploy_form`; for M2U-Net the decoder
+    projections before upsampling, about half the peak memory); :func:`parity` checks it
+    against the training form.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = inference_form(model)
+    model = deploy_form(model)
     h, w = fixed_hw or (256, 320)
     dummy = torch.rand(1, 3, h, w)
     axes = None

@@ -1,4 +1,4 @@
-"""The training loop: cached canonical-scale data, random augmented crops, AdamW + cosine.
+"""The training loop: cached canonical-scale data, random augmented crops, two recipes.
 
 Designed for a 2-core CPU as well as a GPU (``device="cuda"`` runs unchanged): every
 training image is resampled once to the largest canonical scale and kept in memory, and each
@@ -7,6 +7,21 @@ a few milliseconds per batch. The run writes ``last.pt`` every ``checkpoint_ever
 after each validation, and ``best.pt`` when the validation Dice improves; ``resume=True``
 continues from ``last.pt`` with the same optimiser, schedule and random state, so a killed
 run loses at most ``checkpoint_every`` steps.
+
+Architecture (``arch``: M2U-Net or a lightweight U²-Net), loss (``loss``) and recipe
+(``recipe``) are independent, so a comparison can separate them:
+
+* ``recipe="m2unet"``: AdamW (``lr`` 1e-3, weight decay 1e-2), linear warm-up, cosine decay
+  to ``min_lr`` over the run (steps or wall-clock budget); default loss BCE + soft Jaccard.
+* ``recipe="seed"`` (Siebert & Rostalski 2022): Adam (lr 5e-4, L2 weight decay 1e-4),
+  learning rate × 0.75 when the validation Dice has not improved for ``plateau_patience``
+  validations (PyTorch's ``ReduceLROnPlateau``, stepped at every validation); default loss
+  0.75 · focal BCE (γ = 1) + 0.25 · Dice. The seed steps its scheduler per epoch; here the
+  unit is one validation (every ``val_every`` steps), the closest thing a crop-sampling run
+  has to an epoch.
+
+U²-Net's side outputs are deep-supervised against down-scaled targets
+(:func:`training.loss.deep_supervision`) whatever the loss.
 """
 
 from __future__ import annotations
@@ -23,13 +38,19 @@ import cv2
 import numpy as np
 import torch
 
-from segmentation.models.m2unet import m2unet
+from segmentation.models import ARCHS, build
 from segmentation.preprocessing import CANONICAL_FOV_DIAMETER, to_canonical
 from segmentation.torch_backend import TorchSegmenter
 from training.augment import AugmentConfig, augment
 from training.datasets import DATASETS, Sample, load_split, train_val
 from training.evaluate import choose_threshold
-from training.loss import bce_jaccard_loss
+from training.loss import LOSSES, deep_supervision
+
+#: Training recipes: optimiser, schedule and default loss (see the module docstring).
+RECIPES = {
+    "m2unet": {"lr": 1e-3, "weight_decay": 1e-2, "loss": "bce-jaccard"},
+    "seed": {"lr": 5e-4, "weight_decay": 1e-4, "loss": "focal-dice"},
+}
 
 
 @dataclass
@@ -53,6 +74,29 @@ class TrainConfig:
     threads: int = 2
     device: str = "cpu"
     init: str = ""  # fine-tune: start from this checkpoint's weights (fresh optimiser/schedule)
+    arch: str = "m2unet"  # one of segmentation.models.ARCHS
+    recipe: str = "m2unet"  # one of RECIPES
+    loss: str = "bce-jaccard"  # one of training.loss.LOSSES
+    plateau_factor: float = 0.75  # seed recipe: lr × factor on a validation plateau
+    plateau_patience: int = 15  # seed recipe: validations without improvement before that
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose {', '.join(ARCHS)}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose {', '.join(RECIPES)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose {', '.join(LOSSES)}")
+
+
+def recipe_config(recipe: str = "m2unet", **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` with ``recipe``'s learning rate, weight decay and loss, then
+    ``overrides`` (None values ignored)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose {', '.join(RECIPES)}")
+    values = {**RECIPES[recipe], "recipe": recipe}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)
 
 
 @dataclass
@@ -162,12 +206,20 @@ def train(
         crop=cfg.crop, scale=(cfg.scale_range[0] / max_scale, cfg.scale_range[1] / max_scale)
     )
 
-    model = m2unet()
+    model = build(cfg.arch)
     if cfg.init:
         model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
         log(f"initialised from {cfg.init}")
     model = model.to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.recipe == "seed":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        plateau = None
+    criterion = LOSSES[cfg.loss]
     rng = np.random.default_rng(cfg.seed)
     state = {"step": 0, "elapsed": 0.0, "best_dice": -1.0, "best_threshold": 0.5}
     history: list[dict] = []
@@ -176,6 +228,8 @@ def train(
         ck = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if plateau is not None and ck.get("scheduler"):
+            plateau.load_state_dict(ck["scheduler"])
         state = ck["state"]
         history = ck.get("history", [])
         rng.bit_generator.state = ck["rng"]
@@ -193,6 +247,7 @@ def train(
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
+                "scheduler": plateau.state_dict() if plateau is not None else None,
                 "state": state,
                 "history": history,
                 "rng": rng.bit_generator.state,
@@ -207,6 +262,8 @@ def train(
         seg = TorchSegmenter(model=model)
         threshold, dice = choose_threshold(seg, val_samples, cfg.diameter)
         history.append({"step": state["step"], "val_dice": dice, "threshold": threshold})
+        if plateau is not None:
+            plateau.step(dice)
         improved = dice > state["best_dice"]
         if improved:
             state["best_dice"], state["best_threshold"] = dice, threshold
@@ -217,6 +274,7 @@ def train(
                     "val_dice": dice,
                     "step": state["step"],
                     "config": asdict(cfg),
+                    "arch": cfg.arch,
                 },
                 out_dir / "best.pt",
             )
@@ -233,14 +291,17 @@ def train(
     while progress(state, cfg) < 1.0:
         started = time.time()
         step = state["step"]
-        lr = lr_at(step, progress(state, cfg), cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        if plateau is None:
+            lr = lr_at(step, progress(state, cfg), cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+        else:
+            lr = opt.param_groups[0]["lr"]
         x, y = sampler.batch(cfg.batch_size)
         x = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(y).to(device)
         opt.zero_grad(set_to_none=True)
-        loss = bce_jaccard_loss(model(x), y)
+        loss = deep_supervision(model(x), y, criterion)
         loss.backward()
         opt.step()
         window.append(loss.item())

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from biometrics.cli.common import console, emit, errors_to_exit_codes
+from biometrics.errors import InputError
 
 #: The paper's rows (Laibacher et al., 2019, M2U-Net): Dice, accuracy, AUC-ROC.
 PAPER = {
@@ -37,7 +38,19 @@ def train_command(
     budget_minutes: float = typer.Option(90.0, help="Wall-clock budget used when --steps is 0."),
     batch_size: int = typer.Option(8, help="Crops per step."),
     crop: int = typer.Option(256, help="Crop side in pixels at canonical scale."),
-    lr: float = typer.Option(1e-3, help="AdamW peak learning rate (cosine decay)."),
+    lr: float = typer.Option(
+        None, help="Peak learning rate (default: the recipe's, 1e-3 m2unet, 5e-4 seed)."
+    ),
+    arch: str = typer.Option(
+        "m2unet", help="Network: m2unet, u2net-xs, u2net-s, u2net-m, each U²-Net also -dw."
+    ),
+    recipe: str = typer.Option(
+        "m2unet",
+        help="m2unet (AdamW, warm-up + cosine) or seed (Adam 5e-4, plateau x0.75, patience 15).",
+    ),
+    loss: str = typer.Option(
+        None, help="bce-jaccard or focal-dice (default: the recipe's own loss)."
+    ),
     val_every: int = typer.Option(250, help="Validate (and maybe export) every N steps."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
@@ -58,22 +71,26 @@ def train_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
 ) -> None:
-    """Train M2U-Net from scratch (paper recipe, canonical scale), keep the best on validation."""
+    """Train a segmenter from scratch (canonical scale), keep the best on validation.
+
+    Architecture, recipe and loss are separate options, so that a comparison can change one
+    at a time. Run the same command again with --resume to continue an interrupted run.
+    """
     with errors_to_exit_codes(as_json=as_json):
         if dataset not in DATASET_CHOICES:
-            raise ValueError(f"unknown data set {dataset!r}; choose {', '.join(DATASET_CHOICES)}")
+            raise InputError(f"unknown data set {dataset!r}; choose {', '.join(DATASET_CHOICES)}")
         if steps <= 0 and budget_minutes <= 0:
-            raise ValueError("give --steps or a positive --budget-minutes")
+            raise InputError("give --steps or a positive --budget-minutes")
         try:
             lo, hi = (float(v) for v in scale_range.split(","))
         except ValueError:
-            raise ValueError("--scale-range must look like 0.75,1.33") from None
+            raise InputError("--scale-range must look like 0.75,1.33") from None
         if not 0 < lo <= hi:
-            raise ValueError("--scale-range needs 0 < min <= max")
+            raise InputError("--scale-range needs 0 < min <= max")
         if diameter < 64:
-            raise ValueError("--diameter must be at least 64 px")
+            raise InputError("--diameter must be at least 64 px")
         if init and not Path(init).is_file():
-            raise ValueError(f"--init {init}: checkpoint not found")
+            raise InputError(f"--init {init}: checkpoint not found")
         import copy
 
         from rich.progress import (
@@ -85,26 +102,32 @@ def train_command(
         )
 
         from training.datasets import DATASETS, data_root
-        from training.loop import TrainConfig, train
+        from training.loop import recipe_config, train
 
         root = data_root(data)
         run_dir = Path(out) if out else Path("runs") / dataset
         export_path = Path(export) if export else None
-        cfg = TrainConfig(
-            datasets=DATASETS if dataset == "combined" else (dataset,),
-            steps=steps,
-            budget_minutes=budget_minutes,
-            batch_size=batch_size,
-            crop=crop,
-            lr=lr,
-            val_every=val_every,
-            seed=seed,
-            threads=threads,
-            device=device,
-            init=init or "",
-            diameter=diameter,
-            scale_range=(lo, hi),
-        )
+        try:
+            cfg = recipe_config(
+                recipe,
+                arch=arch,
+                loss=loss,
+                datasets=DATASETS if dataset == "combined" else (dataset,),
+                steps=steps,
+                budget_minutes=budget_minutes,
+                batch_size=batch_size,
+                crop=crop,
+                lr=lr,
+                val_every=val_every,
+                seed=seed,
+                threads=threads,
+                device=device,
+                init=init or "",
+                diameter=diameter,
+                scale_range=(lo, hi),
+            )
+        except ValueError as exc:  # unknown --arch, --recipe or --loss
+            raise InputError(str(exc)) from None
 
         bar = Progress(
             TextColumn("{task.description}"),
@@ -213,27 +236,27 @@ def export_seg_command(
         import torch
 
         from segmentation.backends import OnnxSegmenter
-        from segmentation.models.m2unet import m2unet
+        from segmentation.models import build
         from training.datasets import DATASETS, data_root, load_split
         from training.evaluate import choose_threshold
 
         path = Path(checkpoint)
         if not path.is_file():
-            raise ValueError(f"{path.name}: checkpoint not found")
+            raise InputError(f"{path.name}: checkpoint not found")
         if threshold_from not in ("validation", "train"):
-            raise ValueError("--threshold-from must be validation or train")
+            raise InputError("--threshold-from must be validation or train")
         root = data_root(data) if threshold_from == "train" else None
         fixed_hw = None
         if fixed:
             try:
                 h, w = (int(v) for v in fixed.lower().split("x"))
             except ValueError:
-                raise ValueError("--fixed must look like 512x768 (height x width)") from None
+                raise InputError("--fixed must look like 512x768 (height x width)") from None
             if h % 32 or w % 32:
-                raise ValueError("--fixed height and width must be multiples of 32")
+                raise InputError("--fixed height and width must be multiples of 32")
             fixed_hw = (h, w)
         ck = torch.load(path, map_location="cpu", weights_only=False)
-        model = m2unet()
+        model = build(ck.get("config", {}).get("arch", "m2unet"))
         model.load_state_dict(ck["model"])
         datasets = tuple(ck.get("config", {}).get("datasets", ()))
         name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
@@ -291,12 +314,12 @@ def eval_seg_command(
 
         names = DATASETS if dataset == "all" else (dataset,)
         if any(n not in DATASETS for n in names):
-            raise ValueError(f"unknown data set {dataset!r}; choose drive, chase, hrf or all")
+            raise InputError(f"unknown data set {dataset!r}; choose drive, chase, hrf or all")
         root = data_root(data)
         # the classical segmenter needs no weights and is calibrated for 0.5
         path = None if backend == "classical" else Path(weights) if weights else shipped_weights()
         if backend != "classical" and path is None:
-            raise ValueError("no weights given and none shipped; pass --weights")
+            raise InputError("no weights given and none shipped; pass --weights")
         segmenter = load_segmenter(backend, path)
         if threshold is None:
             threshold = model_threshold(path) if path is not None else 0.5
