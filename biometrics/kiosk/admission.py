@@ -5,14 +5,21 @@ burst of requests grow memory (every request holds a decoded photograph) until t
 killed. :class:`BoundedExecutor` runs at most ``workers`` jobs at a time, lets at most
 ``max_queue`` more wait, and raises :class:`Overloaded` for anything beyond that, which the
 web layer turns into HTTP 503 with ``Retry-After``.
+
+A request is admitted only once its body has arrived, so that a client trickling its body
+cannot hold a worker place. While bodies arrive, :class:`BodyBudget` bounds the bytes they
+hold in memory (counted as they arrive, so trickling costs the budget nothing) and
+:class:`ClientLimiter` bounds how many requests one client address has in progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -20,6 +27,10 @@ T = TypeVar("T")
 
 class Overloaded(Exception):
     """All worker slots and queue places are taken; the caller should retry later."""
+
+
+class TooManyFromClient(Overloaded):
+    """One client already has its share of requests in progress (HTTP 429)."""
 
 
 class BoundedExecutor:
@@ -53,8 +64,8 @@ class BoundedExecutor:
     def admit(self) -> Slot:
         """Take a place now, or raise :class:`Overloaded`; use the slot as a context manager.
 
-        Admission comes before the request body is read, so at most ``workers + max_queue``
-        uploads are ever held in memory.
+        Admission comes after the request body is read (within its deadline), so a slow
+        client holds no place; :class:`BodyBudget` bounds the bodies held before admission.
         """
         with self._lock:
             if self._admitted >= self.workers + self.max_queue:
@@ -92,3 +103,62 @@ class Slot:
         self._submitted = True
         future.add_done_callback(lambda _: self._executor._release())
         return await asyncio.wrap_future(future)
+
+
+class BodyBudget:
+    """Bytes of request bodies held in memory at once, across all requests.
+
+    Bytes are taken as they arrive, not as declared, so a client that declares 16 MB and
+    sends one byte every few seconds costs one byte; a burst of large uploads beyond the
+    budget is refused (503) instead of growing the process. Used from the event loop only.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.used = 0
+
+    @contextmanager
+    def reserve(self) -> Iterator[Callable[[int], None]]:
+        """Yield ``take(n)``, which raises :class:`Overloaded` past the budget; all bytes
+        taken are given back on leaving the block (the request has finished with them)."""
+        held = 0
+
+        def take(n: int) -> None:
+            nonlocal held
+            if self.used + n > self.limit_bytes:
+                raise Overloaded("the scanner is busy; please try again in a moment")
+            self.used += n
+            held += n
+
+        try:
+            yield take
+        finally:
+            self.used -= held
+
+
+class ClientLimiter:
+    """At most ``per_client`` requests of one client address in progress at once.
+
+    Keeps one client (e.g. a slow-loris opening many sockets) from taking every connection
+    the server accepts. Used from the event loop only.
+    """
+
+    def __init__(self, per_client: int) -> None:
+        if per_client < 1:
+            raise ValueError("per_client must be at least 1")
+        self.per_client = per_client
+        self._active: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        if self._active[client] >= self.per_client:
+            raise TooManyFromClient(
+                f"too many requests from this client at once (at most {self.per_client})"
+            )
+        self._active[client] += 1
+        try:
+            yield
+        finally:
+            self._active[client] -= 1
+            if not self._active[client]:
+                del self._active[client]

@@ -17,11 +17,19 @@ Routes
 Images are decoded and processed in memory on a bounded worker pool; the vessel overlay goes
 back inline as a base64 PNG. Nothing is written to disk unless ``debug_save_dir`` is set.
 Every error is a JSON ``{"error": "<one line>"}`` with a meaningful status: 400 bad input,
-401/403 operator mode, 413 too large, 422 failure to acquire, 503 busy, 500 internal.
+401/403 operator mode, 403 foreign origin, 408 body too slow, 413 too large, 415 wrong content
+type, 422 failure to acquire, 429 too many requests from one client, 503 busy, 500 internal.
+
+State-changing requests (the two POSTs) must be same-origin (``Origin`` and
+``Sec-Fetch-Site``, when the client sends them, as every browser does) and carry the content
+type the page sends (``image/*`` or ``application/octet-stream`` for a photograph,
+``application/json`` for an enrolment). Neither is a CORS-safelisted type, so a foreign page
+open in the kiosk browser cannot send either request without a preflight, which is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -34,19 +42,26 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from biometrics.errors import FailureToAcquire, InputError
-from biometrics.kiosk.admission import BoundedExecutor, Overloaded
+from biometrics.kiosk.admission import (
+    BodyBudget,
+    BoundedExecutor,
+    ClientLimiter,
+    Overloaded,
+    TooManyFromClient,
+)
 from biometrics.kiosk.backend import Decision, KioskBackend
 from biometrics.kiosk.capture import CaptureSource
 from biometrics.kiosk.metrics import Metrics
@@ -56,6 +71,11 @@ from segmentation.imageio import InvalidImage, decode_image
 log = logging.getLogger("retauth.kiosk")
 #: Work for a worker thread: returns the JSON body, with its metrics outcome under "_outcome".
 Job = Callable[[], dict[str, Any]]
+#: Content types a photograph upload may carry (besides any ``image/...``).
+UPLOAD_TYPES = frozenset({"application/octet-stream"})
+JSON_TYPES = frozenset({"application/json"})
+#: ``Sec-Fetch-Site`` values of a request the kiosk page itself (or a typed URL) made.
+SAME_SITE_FETCH = frozenset({"same-origin", "none"})
 
 STATIC_DIR = Path(str(resources.files("biometrics.kiosk") / "static"))
 #: Longest side of the overlay sent to the page; a kiosk screen needs no more.
@@ -98,6 +118,11 @@ class KioskSettings:
     allowed_hosts
         ``Host`` header values accepted; defeats DNS-rebinding from web pages in the kiosk
         browser that try to reach the loopback API under a foreign name.
+    body_timeout_s
+        Time a request body has to arrive in full; a client trickling it gets 408. Bodies are
+        read before admission, so a slow one never holds a worker place.
+    max_requests_per_client
+        Requests one client address may have in progress (reading or processing) at once.
     """
 
     workers: int = 1
@@ -111,6 +136,13 @@ class KioskSettings:
     max_enrol_images: int = 5
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     result_timeout_s: int = 20
+    body_timeout_s: float = 10.0
+    max_requests_per_client: int = 8
+
+    @property
+    def enrol_body_limit(self) -> int:
+        """Largest enrolment body: the images base64-encoded in JSON."""
+        return self.max_upload_bytes * self.max_enrol_images * 4 // 3 + 4096
 
 
 class ApiError(Exception):
@@ -153,6 +185,15 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> Starlette:
     app only owns the worker pool, which it shuts down with the server.
     """
     executor = BoundedExecutor(settings.workers, settings.max_queue)
+    limiter = ClientLimiter(settings.max_requests_per_client)
+    # As many bodies in memory as admitted places (the bound before bodies were read first),
+    # and at least one complete enrolment.
+    budget = BodyBudget(
+        max(
+            (settings.workers + settings.max_queue) * settings.max_upload_bytes,
+            settings.enrol_body_limit,
+        )
+    )
     metrics = Metrics()
 
     @asynccontextmanager
@@ -160,17 +201,34 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> Starlette:
         yield
         executor.shutdown()
 
-    async def handle(endpoint: str, prepare: Callable[[], Awaitable[Job]]) -> JSONResponse:
-        """Admit the request, let ``prepare`` read its body and return the job, run the job on
-        the pool, count the outcome, and turn every failure into a JSON error."""
+    async def handle(
+        endpoint: str,
+        request: Request,
+        check: Callable[[], Awaitable[int]],
+        make_job: Callable[[bytes], Job],
+    ) -> JSONResponse:
+        """Run ``check`` (headers; returns the body limit), read the body within its deadline,
+        then admit the request and run ``make_job(body)`` on the pool; count the outcome and
+        turn every failure into a JSON error. Nothing is admitted before its body is here."""
         start = time.perf_counter()
+        client = request.client.host if request.client else "unknown"
         try:
-            with executor.admit() as slot:
-                job = await prepare()
-                body = await slot.run(job)
+            limit = await check()
+            with limiter.hold(client), budget.reserve() as take:
+                data = await _read_body(request, limit, settings.body_timeout_s, take)
+                with executor.admit() as slot:
+                    body = await slot.run(make_job(data))
+        except TooManyFromClient as exc:
+            metrics.observe(endpoint, "client_limit")
+            return _error(429, str(exc), headers={"Retry-After": "1"})
         except Overloaded as exc:
             metrics.observe(endpoint, "busy")
             return _error(503, str(exc), headers={"Retry-After": "1"})
+        except ClientDisconnect:
+            # Nobody is left to read an answer; an expected event, not an error.
+            metrics.observe(endpoint, "disconnected", time.perf_counter() - start)
+            log.info("%s: client disconnected before sending its request", endpoint)
+            return _error(400, "client disconnected")
         except (ApiError, FailureToAcquire, InputError, InvalidImage) as exc:
             status, outcome = _classify(exc)
             metrics.observe(endpoint, outcome, time.perf_counter() - start)
@@ -214,41 +272,51 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> Starlette:
             }
         )
 
-    async def verify(request: Request) -> JSONResponse:
-        claimed = (request.query_params.get("user_id") or "").strip() or None
-        source = request.query_params.get("source", "upload")
-        is_operator = settings.operator is not None and settings.operator.check(
-            request.headers.get("X-Operator-Token")
+    def is_operator(request: Request) -> bool:
+        """The request carries the operator token (wrong tokens are throttled per client)."""
+        return settings.operator is not None and settings.operator.check(
+            request.headers.get("X-Operator-Token"),
+            request.client.host if request.client else "unknown",
         )
 
-        async def prepare() -> Job:
-            data = await _read_body(request, settings.max_upload_bytes)
+    async def verify(request: Request) -> JSONResponse:
+        claimed = (request.query_params.get("user_id") or "").strip() or None
+        device = request.query_params.get("source", "upload") == "device"
+        detailed = False
 
+        async def check() -> int:
+            nonlocal detailed
+            _require_same_origin(request)
+            _require_content_type(request, UPLOAD_TYPES, images=True, required=not device)
+            detailed = is_operator(request)
+            return settings.max_upload_bytes
+
+        def make_job(data: bytes) -> Job:
             def job() -> dict[str, Any]:
-                rgb = acquire(data, source == "device")
+                rgb = acquire(data, device)
                 decision = service.verify(rgb, claimed)
                 _debug_save(settings.debug_save_dir, rgb, decision.overlay)
-                return _decision_body(decision, detailed=is_operator)
+                return _decision_body(decision, detailed=detailed)
 
             return job
 
-        return await handle("verify", prepare)
+        return await handle("verify", request, check, make_job)
 
     async def enrol(request: Request) -> JSONResponse:
-        if settings.operator is None:
-            metrics.observe("enrol", "forbidden")
-            return _error(403, "enrolment is disabled: no operator token configured")
-        if not settings.operator.check(request.headers.get("X-Operator-Token")):
-            metrics.observe("enrol", "unauthorised")
-            return _error(401, "operator token missing or wrong")
+        async def check() -> int:
+            _require_same_origin(request)
+            if settings.operator is None:
+                raise ApiError(
+                    403, "enrolment is disabled: no operator token configured", "forbidden"
+                )
+            _require_content_type(request, JSON_TYPES, images=False, required=True)
+            if not is_operator(request):
+                raise ApiError(401, "operator token missing or wrong", "unauthorised")
+            return settings.enrol_body_limit
 
-        async def prepare() -> Job:
-            limit = settings.max_upload_bytes * settings.max_enrol_images * 4 // 3 + 4096
-            user_id, encoded, scans = _parse_enrol(
-                await _read_body(request, limit), settings.max_enrol_images
-            )
-
+        def make_job(raw: bytes) -> Job:
             def job() -> dict[str, Any]:
+                user_id, encoded, scans = _parse_enrol(raw, settings.max_enrol_images)
                 if scans:
                     images = [acquire(b"", True) for _ in range(scans)]
                 else:
@@ -258,7 +326,7 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> Starlette:
 
             return job
 
-        return await handle("enrol", prepare)
+        return await handle("enrol", request, check, make_job)
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse(
@@ -318,8 +386,48 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Read the request body into memory, refusing more than ``limit`` bytes early (413).
+def _require_same_origin(request: Request) -> None:
+    """Refuse (403) a request that a browser says comes from another origin.
+
+    ``Origin`` must name this very host (the ``Host`` header, already checked against the
+    allowed hosts) and ``Sec-Fetch-Site`` must be same-origin or none (typed by the user).
+    A client that sends neither is not a browser page (curl, a script) and is let through:
+    browsers add ``Origin`` to every cross-origin POST.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() not in SAME_SITE_FETCH:
+        raise ApiError(403, f"cross-origin request refused ({fetch_site})", "foreign_origin")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or parts.netloc != request.headers.get("host"):
+        raise ApiError(
+            403, "cross-origin request refused (Origin is not this kiosk)", "foreign_origin"
+        )
+
+
+def _require_content_type(
+    request: Request, allowed: frozenset[str], *, images: bool, required: bool
+) -> None:
+    """Refuse (415) a body of another type than the page sends; ``images`` admits image/*."""
+    declared = request.headers.get("content-type")
+    if declared is None and not required:
+        return
+    kind = (declared or "").split(";", 1)[0].strip().lower()
+    if kind in allowed or (images and kind.startswith("image/")):
+        return
+    expected = " or ".join(sorted(allowed | ({"image/*"} if images else set())))
+    raise ApiError(
+        415, f"content type {kind or '(none)'} not accepted; send {expected}", "bad_content_type"
+    )
+
+
+async def _read_body(
+    request: Request, limit: int, timeout_s: float, take: Callable[[int], None]
+) -> bytes:
+    """Read the request body into memory within ``timeout_s`` (408), refusing more than
+    ``limit`` bytes early (413); ``take`` charges every chunk to the shared body budget.
 
     Reading the raw body (rather than a multipart form) keeps the photograph in memory:
     multipart parsers spool large parts to temporary files on disk.
@@ -327,14 +435,24 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request larger than {limit} bytes", "too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request larger than {limit} bytes", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+    async def read() -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request larger than {limit} bytes", "too_large")
+            take(len(chunk))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(
+            408, f"request body not received within {timeout_s:g} s", "slow_body"
+        ) from None
 
 
 def _parse_enrol(raw: bytes, max_images: int) -> tuple[str, list[bytes], int]:
@@ -343,6 +461,8 @@ def _parse_enrol(raw: bytes, max_images: int) -> tuple[str, list[bytes], int]:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiError(400, "enrolment body must be JSON", "bad_request") from None
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+        raise ApiError(400, "enrolment body is nested too deeply", "bad_request") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("user_id"), str):
         raise ApiError(400, "enrolment needs a user_id", "bad_request")
     user_id = payload["user_id"].strip()

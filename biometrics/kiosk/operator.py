@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from biometrics.errors import InputError
@@ -65,36 +66,51 @@ def load_operator_token(path: str | Path | None = None) -> OperatorToken | None:
 
 
 class OperatorGate:
-    """Checks presented tokens and locks operator mode for a while after repeated failures.
+    """Checks presented tokens and throttles each client after repeated wrong ones.
 
-    Without a lockout, a loopback API answers a token guess in milliseconds; after
-    ``max_failures`` wrong tokens every check fails (even the right token) for ``lockout_s``.
-    A request that presents no token is not a guess and is not counted.
+    Without a throttle, a loopback API answers a token guess in milliseconds; after
+    ``max_failures`` wrong tokens from one client address, every check from that client fails
+    (even the right token) for ``lockout_s``. Other clients are unaffected: a global lockout
+    would let anyone lock the operator out with five bad guesses. A request that presents no
+    token is not a guess and is not counted. At most ``max_clients`` addresses are tracked
+    (the least recently seen is forgotten), so the table cannot grow without bound.
     """
 
     def __init__(
-        self, token: OperatorToken, max_failures: int = 5, lockout_s: float = 60.0
+        self,
+        token: OperatorToken,
+        max_failures: int = 5,
+        lockout_s: float = 60.0,
+        max_clients: int = 4096,
     ) -> None:
         self._token = token
         self._max_failures = max_failures
         self._lockout_s = lockout_s
+        self._max_clients = max_clients
         self._lock = threading.Lock()
-        self._failures = 0
-        self._locked_until = 0.0
+        #: client → (consecutive failures, locked until), least recently seen first
+        self._clients: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
-    def check(self, presented: str | None) -> bool:
+    def check(self, presented: str | None, client: str) -> bool:
+        """True when ``presented`` is the token and ``client`` is not throttled."""
         if presented is None:
             return False
         ok = self._token.matches(presented)
         with self._lock:
             now = time.monotonic()
-            if now < self._locked_until:
+            failures, locked_until = self._clients.pop(client, (0, 0.0))
+            if now < locked_until:
+                self._remember(client, failures, locked_until)
                 return False
             if ok:
-                self._failures = 0
-                return True
-            self._failures += 1
-            if self._failures >= self._max_failures:
-                self._failures = 0
-                self._locked_until = now + self._lockout_s
+                return True  # a success forgets the client's failures
+            failures += 1
+            if failures >= self._max_failures:
+                failures, locked_until = 0, now + self._lockout_s
+            self._remember(client, failures, locked_until)
             return False
+
+    def _remember(self, client: str, failures: int, locked_until: float) -> None:
+        self._clients[client] = (failures, locked_until)
+        if len(self._clients) > self._max_clients:
+            self._clients.popitem(last=False)

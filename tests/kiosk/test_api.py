@@ -16,11 +16,18 @@ from biometrics.kiosk.operator import OperatorGate, OperatorToken
 from tests.kiosk.conftest import FakeBackend, encode, synthetic_fundus
 
 TOKEN = "correct-horse-battery"
+#: Headers of an enrolment as the kiosk page sends it.
+ENROL_HEADERS = {"X-Operator-Token": TOKEN, "Content-Type": "application/json"}
 
 
 def make_client(backend: FakeBackend, **overrides: object) -> TestClient:
+    """A client that labels its bodies as the page does (photographs as image/png)."""
     settings = KioskSettings(operator=OperatorGate(OperatorToken(TOKEN)), **overrides)
-    return TestClient(create_app(backend, settings), base_url="http://127.0.0.1")
+    return TestClient(
+        create_app(backend, settings),
+        base_url="http://127.0.0.1",
+        headers={"Content-Type": "image/png"},
+    )
 
 
 @pytest.fixture
@@ -33,7 +40,7 @@ def enrol(client: TestClient, user_id: str, person: int, token: str = TOKEN):
     return client.post(
         "/api/enrol",
         content=json.dumps({"user_id": user_id, "images": images}),
-        headers={"X-Operator-Token": token},
+        headers={**ENROL_HEADERS, "X-Operator-Token": token},
     )
 
 
@@ -157,7 +164,7 @@ def test_repeated_wrong_tokens_lock_operator_mode(client: TestClient) -> None:
     ],
 )
 def test_malformed_enrolment_is_400(client: TestClient, payload: str) -> None:
-    response = client.post("/api/enrol", content=payload, headers={"X-Operator-Token": TOKEN})
+    response = client.post("/api/enrol", content=payload, headers=ENROL_HEADERS)
     assert response.status_code == 400
 
 
@@ -233,7 +240,7 @@ def test_scanner_folder_replaces_uploads(backend: FakeBackend, tmp_path: Path) -
     response = client.post(
         "/api/enrol",
         content=json.dumps({"user_id": "alice", "scans": 2}),
-        headers={"X-Operator-Token": TOKEN},
+        headers=ENROL_HEADERS,
     )
     assert response.json() == {"user_id": "alice", "references": 2}
     (tmp_path / "scan.png").write_bytes(encode(synthetic_fundus(1, 7)))

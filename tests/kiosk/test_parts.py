@@ -92,12 +92,12 @@ def test_token_from_environment_and_minimum_length(monkeypatch: pytest.MonkeyPat
 
 def test_gate_locks_after_repeated_failures_then_recovers() -> None:
     gate = OperatorGate(OperatorToken("right-token"), max_failures=2, lockout_s=0.2)
-    assert gate.check("right-token")
-    assert not gate.check(None)  # no token is not a guess
-    assert not gate.check("wrong-1") and not gate.check("wrong-2")
-    assert not gate.check("right-token")
+    assert gate.check("right-token", "kiosk")
+    assert not gate.check(None, "kiosk")  # no token is not a guess
+    assert not gate.check("wrong-1", "kiosk") and not gate.check("wrong-2", "kiosk")
+    assert not gate.check("right-token", "kiosk")
     time.sleep(0.25)
-    assert gate.check("right-token")
+    assert gate.check("right-token", "kiosk")
 
 
 def test_folder_source_takes_only_a_fresh_capture(tmp_path: Path) -> None:
