@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from biometrics.errors import InputError, InternalError
 from biometrics.features import Features
 from biometrics.graph import BIFURCATION, CROSSOVER, ENDPOINT
 
@@ -36,9 +37,21 @@ def render_overlay(rgb: np.ndarray, features: Features, *, endpoints: bool = Fal
     return out
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an RGB image."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+#: File formats an overlay can be written in, by file-name suffix.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def encode_image(rgb: np.ndarray, suffix: str = ".png") -> bytes:
+    """An RGB image encoded in the format its file suffix names (PNG or JPEG).
+
+    One encoder for the CLI and the kiosk, so ``--out x.jpg`` really writes a JPEG: a file
+    whose bytes disagree with its name is refused by strict viewers and upload forms.
+    """
+    suffix = suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputError(f"cannot write {suffix or 'files without a suffix'}: use .png or .jpg")
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if suffix != ".png" else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
-        raise ValueError("could not encode PNG")
+        raise InternalError(f"internal error: could not encode {suffix}")
     return buf.tobytes()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from biometrics.errors import ConfigurationError
+from biometrics.extras import require_backend
 from biometrics.features import Features, extract_features
 from biometrics.settings import Settings
 from biometrics.template import Template
@@ -39,6 +41,8 @@ class Pipeline:
 
     def __init__(self, settings: Settings | None = None, *, segmenter: Segmenter | None = None):
         settings = settings or Settings()
+        if segmenter is None:
+            require_backend(settings.backend)  # one line naming the extra, not an ImportError
         self.segmenter = segmenter or load_segmenter(
             settings.backend,
             settings.weights or None,
@@ -47,7 +51,7 @@ class Pipeline:
         )
         diameter = getattr(self.segmenter, "diameter", CANONICAL_FOV_DIAMETER)
         if diameter != CANONICAL_FOV_DIAMETER:
-            raise ValueError(
+            raise ConfigurationError(
                 f"this model works at a FOV of {diameter} px; the biometric pipeline needs a "
                 f"{CANONICAL_FOV_DIAMETER}-px model (e.g. the shipped m2unet_combined.onnx)"
             )

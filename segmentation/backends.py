@@ -10,88 +10,26 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from biometrics.errors import InputError
 from segmentation.classical import ClassicalSegmenter
 from segmentation.heap import release_freed_memory_promptly
-from segmentation.preprocessing import (
-    CANONICAL_FOV_DIAMETER,
-    PAD_MULTIPLE,
-    pad_to_multiple,
-    to_model_input,
-)
-from segmentation.tiling import tiled_logits, window_for_budget
+
+# Re-exported (``X as X``): the interface and the shared inference step live in
+# segmentation.inference, below every backend, so that the torch and TVM backends need not
+# import this module, which imports them.
+from segmentation.inference import FOV_CONTEXT as FOV_CONTEXT
+from segmentation.inference import Segmenter as Segmenter
+from segmentation.inference import fov_window as fov_window
+from segmentation.inference import probability_map as probability_map
+from segmentation.preprocessing import CANONICAL_FOV_DIAMETER
 
 #: Name of the shipped default biometric model inside ``segmentation/weights``.
 DEFAULT_WEIGHTS = "m2unet_combined.onnx"
-
-
-class Segmenter(Protocol):
-    """A loaded vessel segmenter. ``rgb`` is canonical-scale uint8 (H, W, 3).
-
-    ``threshold`` is the probability above which a pixel is vessel, fixed a priori (on
-    validation data, never on test data) for this model.
-    """
-
-    name: str
-    threshold: float
-
-    def predict(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
-        """Return float32 (H, W) vessel probabilities in [0, 1] (0 outside ``fov`` if given)."""
-        ...
-
-
-#: Context (canonical px) kept around the FOV's bounding box when segmenting. Measured on RIDB
-#: (M2U-Net, window origin on the 32-px grid): 99.985 % of FOV pixels keep their vessel/
-#: background decision against whole-frame inference at 32 px (99.999 % at 64 px), while the
-#: network sees 21 % fewer pixels of a 768×511 frame (time and peak memory).
-FOV_CONTEXT = 32
-
-
-def fov_window(fov: np.ndarray | None, context: int = FOV_CONTEXT) -> tuple[slice, slice]:
-    """Rows and columns worth segmenting: the FOV's bounding box grown by ``context``.
-
-    The window's origin is rounded down to the network's total stride (32) so that it sees
-    the same down-sampling grid as the whole frame; a missing or empty FOV gives the frame.
-    """
-    if fov is None or not fov.any():
-        return slice(None), slice(None)
-    bounds = []
-    for axis in (1, 0):
-        hits = np.flatnonzero(fov.any(axis=axis))
-        start = max(int(hits[0]) - context, 0) // PAD_MULTIPLE * PAD_MULTIPLE
-        bounds.append(slice(start, min(int(hits[-1]) + 1 + context, fov.shape[1 - axis])))
-    return bounds[0], bounds[1]
-
-
-def probability_map(
-    logits: Callable[[np.ndarray], np.ndarray],
-    rgb: np.ndarray,
-    fov: np.ndarray | None = None,
-    *,
-    memory_budget_mb: float | None = None,
-) -> np.ndarray:
-    """Vessel probabilities, float32 (H, W) in [0, 1], zero outside ``fov``.
-
-    Only the FOV's window (:func:`fov_window`) goes through the network: it is padded to a
-    multiple of 32, run through a backend's logits function (tiled if it exceeds the memory
-    budget), cropped back and passed through the sigmoid.
-    """
-    rows, cols = fov_window(fov)
-    padded, (h, w) = pad_to_multiple(rgb[rows, cols])
-    batch = to_model_input(padded)
-    window = window_for_budget(batch.shape[2:], memory_budget_mb) if memory_budget_mb else None
-    raw = logits(batch) if window is None else tiled_logits(logits, batch, window)
-    prob = np.zeros(rgb.shape[:2], np.float32)
-    prob[rows, cols] = 1.0 / (1.0 + np.exp(-raw[0, 0, :h, :w]))
-    if fov is not None:
-        prob[~fov] = 0.0
-    return prob
 
 
 class OnnxSegmenter:
@@ -122,7 +60,7 @@ class OnnxSegmenter:
 
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(f"{path.name}: model file not found")
+            raise InputError(f"{path.name}: model file not found")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
@@ -135,7 +73,7 @@ class OnnxSegmenter:
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ValueError(
+            raise InputError(
                 f"{path.name}: not a loadable ONNX model ({type(exc).__name__})"
             ) from None
         self._input = self._session.get_inputs()[0].name
@@ -194,7 +132,7 @@ def load_segmenter(
     ``low_memory`` (ONNX Runtime) returns it to the system after each image.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "classical":
         return ClassicalSegmenter()
     if backend in ("auto", "onnxruntime"):
@@ -202,13 +140,13 @@ def load_segmenter(
         if path is None:
             if backend == "auto":
                 return ClassicalSegmenter()
-            raise ValueError("no ONNX weights given and none shipped; pass --weights")
+            raise InputError("no ONNX weights given and none shipped; pass --weights")
         return OnnxSegmenter(path, memory_budget_mb=memory_budget_mb, low_memory=low_memory)
     if backend == "tvm":
         from segmentation.tvm_backend import TvmSegmenter
 
         if not weights:
-            raise ValueError("the tvm backend needs --weights pointing at a compiled artefact")
+            raise InputError("the tvm backend needs --weights pointing at a compiled artefact")
         return TvmSegmenter(weights)
     from segmentation.torch_backend import TorchSegmenter
 

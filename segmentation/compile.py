@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from biometrics.errors import InputError
 from segmentation.backends import model_threshold
 from segmentation.preprocessing import PAD_MULTIPLE
 from segmentation.tvm_backend import (
@@ -82,9 +83,9 @@ def parse_shape(text: str) -> tuple[int, int]:
     try:
         h, w = parse_shape_key(text)
     except ValueError:
-        raise ValueError(f"shape {text!r} is not HxW (e.g. 544x544)") from None
+        raise InputError(f"shape {text!r} is not HxW (e.g. 544x544)") from None
     if h <= 0 or w <= 0 or h % PAD_MULTIPLE or w % PAD_MULTIPLE:
-        raise ValueError(f"shape {text!r}: H and W must be positive multiples of {PAD_MULTIPLE}")
+        raise InputError(f"shape {text!r}: H and W must be positive multiples of {PAD_MULTIPLE}")
     return h, w
 
 
@@ -104,7 +105,7 @@ def resolve_target(name: str) -> dict:
         return {"kind": "llvm", "mcpu": llvm_get_system_cpu(), "num-cores": os.cpu_count() or 1}
     if name == "aarch64":
         return {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
-    raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
+    raise InputError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
 
 
 def import_onnx(weights: Path, shape: tuple[int, int]):
@@ -216,17 +217,17 @@ def compile_artefact(
 
     weights, out = Path(weights), Path(out)
     if not weights.is_file():
-        raise ValueError(f"{weights.name}: model file not found")
+        raise InputError(f"{weights.name}: model file not found")
     if not shapes:
-        raise ValueError("give at least one --shape")
+        raise InputError("give at least one --shape")
     spec = resolve_target(target)
     if target == "aarch64" and shutil.which(AARCH64_CXX) is None:
-        raise ValueError(
+        raise InputError(
             f"{AARCH64_CXX} not found; install Debian's g++-aarch64-linux-gnu to cross-compile"
         )
     say = progress or (lambda _line: None)
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
-        raise ValueError(f"{out.name}: exists and is not an artefact; refusing to overwrite")
+        raise InputError(f"{out.name}: exists and is not an artefact; refusing to overwrite")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a failed rebuild must not look complete
     for old in out.glob("*.so"):

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segmentation.backends import probability_map
+from biometrics.errors import InputError
+from segmentation.inference import probability_map
 from segmentation.models import build
 
 
@@ -26,10 +27,10 @@ class TorchSegmenter:
     def __init__(self, weights: str | Path | None = None, *, model: nn.Module | None = None):
         if model is None:
             if weights is None:
-                raise ValueError("the torch backend needs --weights pointing at a .pt checkpoint")
+                raise InputError("the torch backend needs --weights pointing at a .pt checkpoint")
             path = Path(weights)
             if not path.is_file():
-                raise ValueError(f"{path.name}: checkpoint not found")
+                raise InputError(f"{path.name}: checkpoint not found")
             state = torch.load(path, map_location="cpu", weights_only=True)
             config = state.get("config", {}) if "model" in state else {}
             model = build(config.get("arch", "m2unet"))

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segmentation.backends import probability_map
+from biometrics.errors import InputError, MissingExtra
+from segmentation.inference import probability_map
 from segmentation.preprocessing import PAD_MULTIPLE
 from segmentation.tiling import DEFAULT_MARGIN, tiled_logits
 
@@ -53,7 +54,7 @@ class TvmSegmenter:
         directory = path.parent if path.name == MANIFEST else path
         manifest = read_manifest(directory)
         if manifest["arch"] != platform.machine():
-            raise ValueError(
+            raise InputError(
                 f"{directory.name}: built for {manifest['arch']}, this machine is "
                 f"{platform.machine()}; compile with --target native here"
             )
@@ -114,11 +115,11 @@ def read_manifest(directory: Path) -> dict:
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{directory.name}: not a TVM artefact (no readable {MANIFEST})") from None
+        raise InputError(f"{directory.name}: not a TVM artefact (no readable {MANIFEST})") from None
     if manifest.get("format") != ARTEFACT_FORMAT or manifest.get("version") != ARTEFACT_VERSION:
-        raise ValueError(f"{directory.name}: unsupported TVM artefact format or version")
+        raise InputError(f"{directory.name}: unsupported TVM artefact format or version")
     if not manifest.get("libraries"):
-        raise ValueError(f"{directory.name}: the artefact lists no compiled shapes")
+        raise InputError(f"{directory.name}: the artefact lists no compiled shapes")
     return manifest
 
 
@@ -130,7 +131,7 @@ def runtime_library() -> Path:
         return Path(override)
     spec = importlib.util.find_spec("tvm")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("the tvm backend needs the TVM runtime: pip install 'retauth[tvm]'")
+        raise MissingExtra("the tvm backend", "tvm", "tvm")
     return Path(next(iter(spec.submodule_search_locations))) / "lib" / "libtvm_runtime.so"
 
 
@@ -140,14 +141,12 @@ def _runtime():
     try:
         import tvm_ffi
     except ImportError:
-        raise ValueError(
-            "the tvm backend needs apache-tvm-ffi: pip install 'retauth[tvm]'"
-        ) from None
+        raise MissingExtra("the tvm backend", "tvm", "tvm_ffi") from None
     library = runtime_library()
     try:
         ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
     except OSError:
-        raise ValueError(f"{library.name}: the TVM runtime library could not be loaded") from None
+        raise InputError(f"{library.name}: the TVM runtime library could not be loaded") from None
     return tvm_ffi
 
 
@@ -157,7 +156,7 @@ def _load_machine(library: Path, shape: tuple[int, int]) -> tuple[object, np.nda
     try:
         module = ffi.load_module(str(library))
     except Exception as exc:  # tvm_ffi raises its own untyped errors
-        raise ValueError(
+        raise InputError(
             f"{library.name}: not a loadable TVM library ({type(exc).__name__})"
         ) from None
     machine = module["vm_load_executable"]()

@@ -2,11 +2,60 @@
 
 Each area lives in its own module that exposes ``register(app)``; this module only wires
 them together, so ``retauth --help`` lists everything and each module stays small.
+
+Help is plain text (``rich_markup_mode=None``): rich's boxed help cut long option names at
+80 columns and read ``[env ...]`` or ``[kiosk]`` in help strings as markup tags and dropped
+them. Typer's ``<list[Path]>``-style type tags are replaced by conventional metavars
+(``PATH``, ``INTEGER``) in :class:`_Command`.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
 import typer
+from typer.core import TyperCommand
+
+#: How typer's type tags read in help text (``<path>`` → ``PATH``).
+_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "bool": ""}
+
+
+def _metavar(tag: str) -> str:
+    label = tag.strip("<>").removeprefix("list[").removesuffix("]")
+    label = label.removesuffix(" range")
+    return _METAVARS.get(label.lower(), label.upper())
+
+
+class _Command(TyperCommand):
+    """A typer command whose help shows ``--out PATH`` instead of ``--out <path>``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "_retauth_help", False):
+                continue
+            param._retauth_help = True
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or (param.name or "arg").upper()
+                param.display_type_rich = lambda ctx: None  # the NAME already says it
+            elif param.metavar is None and not getattr(param, "is_flag", False):
+                param.metavar = _metavar(param.display_type(ctx))
+        return params
+
+
+def _package_version() -> str:
+    try:
+        return version("retauth")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"retauth {_package_version()}")
+        raise typer.Exit(0)
+
 
 app = typer.Typer(
     name="retauth",
@@ -14,29 +63,39 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Retinal biometric authentication: enrol and verify fundus photographs on-device."""
+
+
+def _plain_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and of its sub-groups) the plain help format."""
+    group.rich_markup_mode = None
+    for info in group.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+    for sub in group.registered_groups:
+        _plain_help(sub.typer_instance)
+
+
 def _register_all() -> None:
-    from biometrics.cli import identity
-
-    identity.register(app)
-    from biometrics.cli import train
-
-    train.register(app)
-    from biometrics.cli import evaluate
-
-    evaluate.register(app)
-    from biometrics.cli import audit, db, keys, users
-
-    for module in (users, keys, audit, db):
-        module.register(app)
-    from biometrics.cli import kiosk
-
-    kiosk.register(app)
+    from biometrics.cli import audit, db, evaluate, identity, keys, kiosk, train, users
     from biometrics.cli import compile as compile_cli
 
-    compile_cli.register(app)
+    for module in (identity, train, evaluate, users, keys, audit, db, kiosk, compile_cli):
+        module.register(app)
+    _plain_help(app)
 
 
 _register_all()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import Exit, emit, errors_to_exit_codes
+from biometrics.cli.common import Exit, emit, errors_to_exit_codes, safe
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 audit_app = typer.Typer(help="Verify or list the tamper-evident audit log.", no_args_is_help=True)
@@ -29,9 +29,12 @@ def verify(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
             "problems": report.problems,
         }
         if report.ok:
-            human = f"audit log intact: {report.count} events, head {report.head_seq}:{report.head_mac[:16]}"
+            human = (
+                f"audit log intact: {report.count} events, "
+                f"head {report.head_seq}:{safe(report.head_mac[:16])}"
+            )
         else:
-            human = f"audit log BROKEN: {'; '.join(report.problems)}"
+            human = f"audit log BROKEN: {safe('; '.join(report.problems))}"
         emit(result, human, as_json=as_json, code=Exit.OK if report.ok else Exit.INTERNAL)
 
 
@@ -46,9 +49,9 @@ def list_events(
     with errors_to_exit_codes(as_json=as_json):
         with open_store(db, key_file) as store:
             events = store.audit_events(limit)
-        lines = [
+        lines = [  # every field comes from the database: printable and escaped
             " ".join(
-                str(x)
+                safe(x)
                 for x in (
                     e["seq"],
                     e["time"],

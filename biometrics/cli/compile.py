@@ -11,18 +11,18 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import console, emit, errors_to_exit_codes
+from biometrics.cli.common import console, emit, errors_to_exit_codes, safe
 
 #: Canonical-scale size of a RIDB photograph (1504×1000 → 768×511, padded to 32).
 DEFAULT_SHAPE = "512x768"
 
-EPILOG = """
-Examples:
+EPILOG = """Examples:
 
-  retauth compile --weights segmentation/weights/m2unet_combined.onnx --shape 512x768 --out m2unet-x86
-
-  retauth compile --weights model.onnx --target aarch64 --shape 512x768 --shape 608x576 --out m2unet-arm
-
+\b
+  retauth compile --weights segmentation/weights/m2unet_combined.onnx \\
+      --shape 512x768 --out m2unet-x86
+  retauth compile --weights model.onnx --target aarch64 \\
+      --shape 512x768 --shape 608x576 --out m2unet-arm
   retauth compile --weights model.onnx --shape 544x544 --tune-trials 2000 --out tuned
 """
 
@@ -70,10 +70,10 @@ def compile_command(
         "notes": manifest.notes,
         "seconds": round(seconds, 1),
     }
-    notes = "".join(f"\n  note: {n}" for n in manifest.notes)
+    notes = "".join(f"\n  note: {safe(n)}" for n in manifest.notes)
     emit(
         result,
-        f"compiled {len(manifest.libraries)} shape(s) for {manifest.arch} into {out} "
+        f"compiled {len(manifest.libraries)} shape(s) for {safe(manifest.arch)} into {safe(out)} "
         f"in {seconds:.0f} s{notes}",
         as_json=as_json,
     )

@@ -8,12 +8,14 @@ go back a revision.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from biometrics.cli.common import Exit, emit, errors_to_exit_codes, fail
+from biometrics.cli.common import Exit, emit, errors_to_exit_codes, fail, note, safe
 from biometrics.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep --help fast
@@ -47,11 +49,31 @@ def store_settings(db: str | None, key_file: Path | None = None, **overrides: ob
     return load_settings(db_url=db, key_file=key, **overrides)
 
 
+@contextmanager
+def announce_new_key(settings: Settings) -> Iterator[None]:
+    """Say once, on stderr, that a command created the key file, and what it protects.
+
+    The first enrolment creates the key silently otherwise, and a user who wipes the data
+    folder or moves to a new machine without it learns only later that every template is
+    gone. The note is printed when the file did not exist before the command and does after.
+    """
+    path = settings.resolved_key_file()
+    existed = path.exists()
+    yield
+    if not existed and path.exists():
+        note(
+            f"created the encryption key {path}: back it up; without it every enrolled "
+            "template is lost (see 'retauth keys --help')"
+        )
+
+
 def open_store(db: str | None, key_file: Path | None = None) -> TemplateStore:
     """Open the template store for a command (imported lazily to keep ``--help`` fast)."""
     from enrollment import TemplateStore
 
-    return TemplateStore.open(store_settings(db, key_file))
+    settings = store_settings(db, key_file)
+    with announce_new_key(settings):
+        return TemplateStore.open(settings)
 
 
 def _engine(db: str | None) -> Engine:
@@ -77,7 +99,7 @@ def current(db: DbOpt = None, as_json: JsonOpt = False) -> None:
         state = "up to date" if result["up_to_date"] else "needs 'retauth db upgrade'"
         emit(
             result,
-            f"revision {result['current'] or '(empty)'} (head {result['head']}): {state}",
+            f"revision {safe(result['current'] or '(empty)')} (head {result['head']}): {state}",
             as_json=as_json,
         )
 
@@ -96,7 +118,7 @@ def upgrade(
         do_upgrade(engine, revision)
         result = _status(engine)
         engine.dispose()
-        emit(result, f"database at revision {result['current']}", as_json=as_json)
+        emit(result, f"database at revision {safe(result['current'])}", as_json=as_json)
 
 
 @db_app.command("downgrade")
@@ -122,7 +144,9 @@ def downgrade(
         do_downgrade(engine, revision)
         result = _status(engine)
         engine.dispose()
-        emit(result, f"database at revision {result['current'] or '(empty)'}", as_json=as_json)
+        emit(
+            result, f"database at revision {safe(result['current'] or '(empty)')}", as_json=as_json
+        )
 
 
 def register(app: typer.Typer) -> None:

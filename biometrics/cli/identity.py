@@ -12,18 +12,32 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import Exit, console, emit, errors_to_exit_codes, fail
-from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, store_settings
+from biometrics.cli.common import Exit, console, emit, errors_to_exit_codes, fail, safe
+from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, announce_new_key, store_settings
+from biometrics.errors import InputError
+from biometrics.extras import available_backends
 
+#: Only the backends that can load in this installation are offered (torch and TVM are
+#: extras); asking for another one anyway says which extra to install.
 BackendOpt = Annotated[
     str | None,
-    typer.Option("--backend", help="auto | onnxruntime | tvm | classical | torch"),
+    typer.Option(
+        "--backend",
+        help=f"Segmenter: {', '.join(available_backends())} [env RETAUTH_BACKEND].",
+    ),
 ]
 WeightsOpt = Annotated[
-    str | None, typer.Option("--weights", help="Model file for the chosen backend.")
+    str | None,
+    typer.Option("--weights", help="Model file for the chosen backend [env RETAUTH_WEIGHTS]."),
 ]
 ThresholdOpt = Annotated[
-    float | None, typer.Option("--threshold", help="Accept when score >= threshold.")
+    float | None,
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Accept when score >= threshold, in [0, 1] [env RETAUTH_THRESHOLD].",
+    ),
 ]
 
 
@@ -31,7 +45,8 @@ def _service(db, key_file, backend, weights, threshold):
     from biometrics.service import AuthService
 
     settings = store_settings(db, key_file, backend=backend, weights=weights, threshold=threshold)
-    return AuthService(settings)
+    with announce_new_key(settings):
+        return AuthService(settings)
 
 
 def _read(paths: list[Path]):
@@ -62,7 +77,7 @@ def enroll(
         ms = (time.perf_counter() - start) * 1e3
     emit(
         {"ok": True, "user": user, "templates": n, "time_ms": round(ms, 1)},
-        f"[green]enrolled[/] {user} ({n} capture{'s' if n > 1 else ''}, {ms:.0f} ms)",
+        f"[green]enrolled[/] {safe(user)} ({n} capture{'s' if n > 1 else ''}, {ms:.0f} ms)",
         as_json=as_json,
     )
 
@@ -95,33 +110,43 @@ def verify(
     result = decision.as_dict() | {"ok": True, "time_ms": round(ms, 1)}
     if decision.mode == "1:1":
         verdict = "[green]ACCEPT[/]" if decision.accepted else "[red]REJECT[/]"
-        human = f"{verdict} {user}"
+        human = f"{verdict} {safe(user)}"
     else:
-        human = f"[green]MATCH[/] {decision.user_id}" if decision.accepted else "[red]no match[/]"
+        human = (
+            f"[green]MATCH[/] {safe(decision.user_id)}" if decision.accepted else "[red]no match[/]"
+        )
     human += f"  score {decision.score:.3f}, threshold {decision.threshold:.3f}, {ms:.0f} ms"
     emit(result, human, as_json=as_json, code=Exit.OK if decision.accepted else Exit.REJECTED)
 
 
 def inspect(
     image: Annotated[Path, typer.Argument(help="Photograph to analyse.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write the overlay PNG here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the overlay here (.png or .jpg; the folder must exist)."),
+    ] = None,
     backend: BackendOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what the pipeline sees: vessels, centreline, junctions, optic disc and quality."""
     with errors_to_exit_codes(as_json=as_json):
-        from biometrics.overlay import encode_png, render_overlay
+        from biometrics.overlay import encode_image, render_overlay
         from biometrics.pipeline import Pipeline
         from biometrics.settings import load_settings
 
+        if out is not None:
+            _check_out(out)
         (rgb,) = _read([image])
         pipeline = Pipeline(load_settings(backend=backend, weights=weights))
         analysis = pipeline.analyse(rgb)
         features = analysis.features
         if out is not None:
             overlay = render_overlay(analysis.canonical.rgb, features, endpoints=True)
-            out.write_bytes(encode_png(overlay))
+            try:
+                out.write_bytes(encode_image(overlay, out.suffix))
+            except OSError as exc:
+                raise InputError(f"cannot write {out}: {exc.strerror}") from None
     q = features.quality
     result = {
         "ok": q.ok,
@@ -137,10 +162,24 @@ def inspect(
     human = (
         f"{c['bifurcation']} bifurcations, {c['crossover']} crossovers, {c['endpoint']} endpoints; "
         f"{features.disc.side} eye; vessels {q.vessel_fraction:.1%} of FOV; "
-        + ("quality ok" if q.ok else f"[red]refused[/]: {q.reasons[0]}")
-        + (f"; overlay → {out}" if out else "")
+        + ("quality ok" if q.ok else f"[red]refused[/]: {safe(q.reasons[0])}")
+        + (f"; overlay → {safe(out)}" if out else "")
     )
     emit(result, human, as_json=as_json, code=Exit.OK if q.ok else Exit.BAD_INPUT)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an overlay path before the pipeline runs, naming what is wrong with it.
+
+    The folder is not created: a typo in it would otherwise scatter files silently.
+    """
+    from biometrics.overlay import IMAGE_SUFFIXES
+
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"--out {out}: the file name must end in .png or .jpg")
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"--out {out}: folder {folder} does not exist")
 
 
 def sample_images() -> dict[str, Path]:
@@ -172,7 +211,7 @@ def demo(
                 backend=backend,
                 weights=weights,
             )
-            service = AuthService(settings)
+            service = AuthService(settings)  # a temporary key: nothing to announce
             try:
                 t = time.perf_counter()
                 service.enroll("alice", _read([samples["eye_a_1"], samples["eye_a_2"]]))
@@ -218,7 +257,7 @@ def demo(
                 console.print(f"{label}  [green]enrolled[/]  ({ms:.0f} ms)")
                 continue
             verdict = "[green]ACCEPT[/]" if d.accepted else "[red]REJECT[/]"
-            who = f" → {d.user_id}" if d.mode == "1:N" and d.user_id else ""
+            who = f" → {safe(d.user_id)}" if d.mode == "1:N" and d.user_id else ""
             console.print(
                 f"{label}  {verdict}{who}  score {d.score:.3f} (threshold {d.threshold:.2f}, {ms:.0f} ms)"
             )

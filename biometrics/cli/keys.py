@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from biometrics.cli.common import emit, err_console, errors_to_exit_codes
+from biometrics.cli.common import emit, err_console, errors_to_exit_codes, safe
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 keys_app = typer.Typer(help="List, rotate or retire encryption keys.", no_args_is_help=True)
@@ -37,12 +37,12 @@ def list_keys(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = 
             ]
             source = store.source.name
         lines = [
-            f"{k['key_id']}  {k['records']} record(s)" + ("  primary" if k["primary"] else "")
+            f"{safe(k['key_id'])}  {k['records']} record(s)" + ("  primary" if k["primary"] else "")
             for k in keys
         ]
         emit(
             {"ok": True, "source": source, "keys": keys},
-            "\n".join([f"source: {source}", *lines]),
+            "\n".join([f"source: {safe(source)}", *lines]),
             as_json=as_json,
         )
 
@@ -67,7 +67,7 @@ def rotate(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
         verb = "resumed and finished" if result["resumed"] else "rotated"
         emit(
             {"ok": True, **result},
-            f"{verb}: {result['reencrypted']} record(s) now under key {result['key_id']}",
+            f"{verb}: {result['reencrypted']} record(s) now under key {safe(result['key_id'])}",
             as_json=as_json,
         )
 
@@ -86,9 +86,9 @@ def retire(
         with open_store(db, key_file) as store:
             result = do_retire(store, key_id)
         human = (
-            f"retired key {result['key_id']}"
+            f"retired key {safe(result['key_id'])}"
             if result["removed_from_source"]
-            else f"key {result['key_id']} is unused: remove it from {result['source']}"
+            else f"key {safe(result['key_id'])} is unused: remove it from {safe(result['source'])}"
         )
         emit({"ok": True, **result}, human, as_json=as_json)
 

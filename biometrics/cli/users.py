@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import emit, errors_to_exit_codes
+from biometrics.cli.common import emit, errors_to_exit_codes, safe
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 users_app = typer.Typer(help="List, delete, revoke or unlock enrolled users.", no_args_is_help=True)
@@ -22,8 +22,8 @@ def list_users(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt =
         with open_store(db, key_file) as store:
             users = store.users()
         lines = [
-            f"{u['user']}  {u['n_templates']} template(s)  created {u['created']}  {u['status']}"
-            + ("  LOCKED" if u["locked"] else "")
+            f"{safe(u['user'])}  {u['n_templates']} template(s)  created {safe(u['created'])}  "
+            f"{safe(u['status'])}" + ("  LOCKED" if u["locked"] else "")
             for u in users
         ]
         emit({"ok": True, "users": users}, "\n".join(lines) or "no users enrolled", as_json=as_json)
@@ -35,7 +35,7 @@ def _act(
     with errors_to_exit_codes(as_json=as_json):
         with open_store(db, key_file) as store:
             getattr(store, action)(user)
-        emit({"ok": True, "user": user, "action": action}, f"{verb} {user}", as_json=as_json)
+        emit({"ok": True, "user": user, "action": action}, f"{verb} {safe(user)}", as_json=as_json)
 
 
 @users_app.command("delete")
