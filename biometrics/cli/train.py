@@ -6,7 +6,6 @@ ONNX model through ONNX Runtime, exactly as the biometric pipeline does.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +25,10 @@ DATASET_CHOICES = ("drive", "chase", "hrf", "combined")
 
 
 def sidecar(onnx_path: Path) -> Path:
-    """JSON next to an ONNX model holding its a-priori threshold and provenance."""
-    return onnx_path.with_suffix(".json")
+    """JSON next to an ONNX model holding its model card (:mod:`segmentation.card`)."""
+    from segmentation.card import sidecar as card_path
+
+    return card_path(onnx_path)
 
 
 def train_command(
@@ -178,13 +179,17 @@ def write_model(
     fixed_hw: tuple[int, int] | None = None,
     *,
     retune: Callable[[Path], tuple[float, str]] | None = None,
+    provenance: dict | None = None,
+    members: list[str] | None = None,
 ) -> tuple[float, float]:
-    """Export ``model`` to ONNX with its sidecar; returns the ONNX-vs-torch logit difference
-    and the threshold written.
+    """Export ``model`` to ONNX with its model card; returns the ONNX-vs-torch logit
+    difference and the threshold written.
 
     ``retune(onnx_path)``, when given, chooses the threshold again on the exported model and
-    returns it with a note of where it was chosen (the sidecar's ``threshold_from``).
+    returns it with a note of where it was chosen (the card's ``threshold_from``).
     """
+    from segmentation.card import ModelCard, write_card
+    from segmentation.models import arch_of
     from training.export import export_onnx, parity, sha256
 
     export_onnx(model, path, fixed_hw=fixed_hw)
@@ -194,23 +199,23 @@ def write_model(
     threshold_from = "validation"
     if retune is not None:
         threshold, threshold_from = retune(path)
-    sidecar(path).write_text(
-        json.dumps(
-            {
-                "threshold": threshold,
-                "validation_dice": round(dice, 4),
-                "threshold_from": threshold_from,
-                "trained_on": dataset,
-                "diameter": diameter,
-                "input": "float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
-                if fixed_hw is None
-                else f"float32 (1, 3, {fixed_hw[0]}, {fixed_hw[1]}) RGB in [0, 1]",
-                "max_abs_logit_diff": diff,
-                "sha256": sha256(path),
-            },
-            indent=2,
-        )
-        + "\n"
+    write_card(
+        path,
+        ModelCard(
+            threshold=threshold,
+            diameter=diameter,
+            architecture=arch_of(model),
+            threshold_from=threshold_from,
+            trained_on=dataset,
+            validation_dice=round(dice, 4) if dice == dice else None,
+            input="float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
+            if fixed_hw is None
+            else f"float32 (1, 3, {fixed_hw[0]}, {fixed_hw[1]}) RGB in [0, 1]",
+            max_abs_logit_diff=diff,
+            sha256=sha256(path),
+            members=members or [],
+            provenance=provenance or {},
+        ),
     )
     return diff, threshold
 
@@ -286,10 +291,15 @@ def export_seg_command(
 
 
 def eval_seg_command(
-    weights: str = typer.Option(None, help="ONNX model (default: the shipped biometric model)."),
+    weights: str = typer.Option(
+        None,
+        help="ONNX model, TVM artefact or .pt checkpoint (default: the shipped biometric model).",
+    ),
     dataset: str = typer.Option("drive", help="drive, chase, hrf or all."),
     data: str = typer.Option(None, help="Data root (default: $RETAUTH_DATA)."),
-    backend: str = typer.Option("onnxruntime", help="onnxruntime, torch (.pt) or classical."),
+    backend: str = typer.Option(
+        "onnxruntime", help="onnxruntime, tvm (artefact), torch (.pt) or classical."
+    ),
     threshold: float = typer.Option(
         None, help="Probability threshold (default: the model's validation-chosen one)."
     ),
@@ -298,16 +308,11 @@ def eval_seg_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
 ) -> None:
-    """Score a segmenter on a test split: Dice, accuracy, AUC, Se/Sp inside the FOV vs the paper."""
+    """Score a segmenter on a test split inside the FOV: Dice, accuracy, AUC, AUPR, HD95, Se/Sp."""
     with errors_to_exit_codes(as_json=as_json):
         from rich.progress import Progress
 
-        from segmentation.backends import (
-            load_segmenter,
-            model_diameter,
-            model_threshold,
-            shipped_weights,
-        )
+        from segmentation.backends import load_segmenter, shipped_weights
         from segmentation.preprocessing import CANONICAL_FOV_DIAMETER
         from training.datasets import DATASETS, data_root, load_split
         from training.evaluate import evaluate
@@ -321,10 +326,12 @@ def eval_seg_command(
         if backend != "classical" and path is None:
             raise InputError("no weights given and none shipped; pass --weights")
         segmenter = load_segmenter(backend, path)
+        # the model's own card, whichever backend read it (ONNX sidecar, TVM manifest, .pt)
         if threshold is None:
-            threshold = model_threshold(path) if path is not None else 0.5
+            threshold = float(getattr(segmenter, "threshold", 0.5))
         if diameter is None:
-            diameter = model_diameter(path) if path is not None else CANONICAL_FOV_DIAMETER
+            diameter = int(getattr(segmenter, "diameter", CANONICAL_FOV_DIAMETER))
+        card = getattr(segmenter, "card", None)
         results = {}
         for name in names:
             samples = load_split(root, name, "test")
@@ -342,6 +349,7 @@ def eval_seg_command(
         payload = {
             "weights": path.name if path else None,
             "backend": segmenter.name,
+            "architecture": card.architecture if card is not None else segmenter.name,
             "threshold": threshold,
             "diameter": diameter,
             "results": results,
@@ -351,8 +359,8 @@ def eval_seg_command(
         emit(payload, _summary_line(payload), as_json=as_json)
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None or value != value else f"{value:.4f}"
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def results_table(payload: dict):
@@ -363,7 +371,8 @@ def results_table(payload: dict):
         title=f"{payload['weights'] or payload['backend']} @ threshold {payload['threshold']:.2f}, "
         f"FOV diameter {payload['diameter']} px, metrics inside the FOV at native resolution"
     )
-    for col in ("data set", "row", "Dice", "accuracy", "AUC", "sensitivity", "specificity"):
+    columns = ("Dice", "accuracy", "AUC", "AUPR", "HD95 px", "sensitivity", "specificity")
+    for col in ("data set", "row", *columns):
         table.add_column(col)
     for name, res in payload["results"].items():
         m, p = res["model"], res["paper"]
@@ -371,7 +380,9 @@ def results_table(payload: dict):
         table.add_row(
             label,
             "model",
-            *(_fmt(m[k]) for k in ("dice", "accuracy", "auc", "sensitivity", "specificity")),
+            *(_fmt(m[k]) for k in ("dice", "accuracy", "auc", "aupr")),
+            _fmt(m["hd95"], 2),
+            *(_fmt(m[k]) for k in ("sensitivity", "specificity")),
         )
         table.add_row("", "paper", _fmt(p["dice"]), _fmt(p["accuracy"]), _fmt(p["auc"]))
         if m["second_observer_dice"] == m["second_observer_dice"]:
