@@ -124,8 +124,8 @@ def translate(exc: BaseException) -> RetauthError:
     A :class:`RetauthError` is returned unchanged. A missing optional module names its
     extra. Known foreign exceptions are classified:
     image decoding errors are invalid input, OpenCV allocation failures and ``MemoryError``
-    say the input was too large to process, database driver errors mean the store is
-    unavailable. Everything else is :class:`InternalError` with the exception's type in the
+    are "out of memory" (internal), database driver errors mean the store is unavailable.
+    Everything else is :class:`InternalError` with the exception's type in the
     message, so a bug report says what happened.
     """
     if isinstance(exc, RetauthError):
@@ -145,7 +145,10 @@ def translate(exc: BaseException) -> RetauthError:
         _is_instance(exc, "cv2", "error")
         and any(s in text.lower() for s in ("insufficient memory", "failed to allocate"))
     ):
-        return InputError("the input is too large to process in the memory available")
+        # Inputs are bounded before anything is allocated (imageio, preprocessing), so
+        # running out of memory is the machine's state, not a property of the input: it is
+        # not cached as a failure to acquire, and a retry later may succeed.
+        return InternalError("internal error: out of memory")
     if _is_instance(exc, "cv2", "error"):
         # OpenCV's message is several lines of C++ source location; keep its last clause.
         reason = text.rsplit(") ", 1)[-1] or "OpenCV failed"

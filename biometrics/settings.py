@@ -2,7 +2,9 @@
 
 The TOML file is ``$RETAUTH_CONFIG`` or ``<user config dir>/retauth/config.toml`` and holds the
 same keys as :class:`Settings` (e.g. ``db_url = "postgresql+psycopg://..."``). Keeping one
-resolver means the CLI, the kiosk and the benchmarks all agree on where the store lives.
+resolver means the CLI, the kiosk and the benchmarks all agree on where the store lives; it
+is meant to be the only reader of ``RETAUTH_*`` variables (``RETAUTH_HOME`` and
+``RETAUTH_CONFIG``, which say where the rest lives, are read here too).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+
+from biometrics.errors import ConfigurationError, InputError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,6 +46,12 @@ class Settings:
     lockout_attempts: int = 5
     lockout_window_s: float = 900.0
     lockout_duration_s: float = 900.0
+    #: Folder holding the public data sets (``RIDB/``, ``DRIVE/``...) for train/evaluate.
+    data: str = ""
+    #: ``libtvm_runtime.so`` to load instead of the one in the installed ``tvm`` package.
+    tvm_runtime: str = ""
+    #: Where evaluation caches templates (default: the per-user cache dir).
+    cache_dir: str = ""
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"
@@ -49,9 +59,13 @@ class Settings:
     def resolved_key_file(self) -> Path:
         return Path(self.key_file) if self.key_file else data_dir() / "retauth.key"
 
+    def resolved_cache_dir(self) -> Path:
+        """Per-user cache: shared by every ``retauth evaluate --out`` folder and protocol."""
+        return Path(self.cache_dir) if self.cache_dir else Path(platformdirs.user_cache_dir(APP))
 
-class ConfigError(ValueError):
-    """The configuration file or an environment variable is malformed."""
+
+class ConfigError(ConfigurationError):
+    """The configuration file or an environment variable is malformed (exit 2)."""
 
 
 def _config_path() -> Path:
@@ -94,9 +108,13 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Resolve settings; ``overrides`` are command-line values (``None`` means not given)."""
-    values: dict[str, Any] = {}
+def load_settings(*, defaults: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+    """Resolve settings; ``overrides`` are command-line values (``None`` means not given).
+
+    ``defaults`` are a caller's own defaults (the kiosk's low-memory mode): they replace the
+    built-in ones but lose to the config file and the environment, unlike a flag default.
+    """
+    values: dict[str, Any] = dict(defaults or {})
     path = _config_path()
     if path.is_file():
         try:
@@ -114,3 +132,23 @@ def load_settings(**overrides: Any) -> Settings:
         if overrides.get(name) is not None:
             values[name] = overrides[name]
     return replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
+
+
+def data_root(flag: str | Path | None = None, *, what: str = "a data folder") -> Path:
+    """The data folder from ``flag`` (argument or ``--data``), else ``RETAUTH_DATA``.
+
+    The error names the path that is missing and where it came from, and says where the
+    data sets come from: they are public but not shipped (licences), so a fresh clone has
+    none.
+    """
+    source = "command line" if flag else "RETAUTH_DATA"
+    value = flag or load_settings().data
+    if not value:
+        raise InputError(
+            f"give {what} on the command line or in RETAUTH_DATA; the public data sets (RIDB, DRIVE, "
+            "CHASE_DB1, HRF) are not shipped, see README 'Data and attribution'"
+        )
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise InputError(f"data folder {root} (from {source}) does not exist or is not a folder")
+    return root

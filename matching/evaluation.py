@@ -57,7 +57,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from biometrics.errors import InputError
+from biometrics.errors import InputError, translate
 from matching import metrics, plots
 from matching.protocols import Capture, Design, design
 
@@ -122,8 +122,14 @@ def _extract_one(
             return failed.read_text()
     try:
         template = extract(capture.path)
-    except ValueError as exc:  # FailureToAcquire (an InputError) and InvalidImage are both
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - classified below, everything else re-raised
+        # Only a failure to acquire (a capture too poor, an unreadable file) is a property of
+        # the capture that may be cached; a bug or an exhausted machine must not be recorded
+        # as one, or a rerun after the fix would still count the capture as failed.
+        error = translate(exc)
+        if not isinstance(error, InputError):
+            raise
+        reason = " ".join(str(error).split()) or type(exc).__name__
         if cache_dir is not None:
             _write_atomic(failed, reason.encode())
         return reason

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from biometrics.cli.common import console, emit, errors_to_exit_codes, safe
+from biometrics.errors import InputError
+from biometrics.extras import require
 
 #: Canonical-scale size of a RIDB photograph (1504×1000 → 768×511, padded to 32).
 DEFAULT_SHAPE = "512x768"
@@ -46,8 +48,9 @@ def compile_command(
 ) -> None:
     """Compile an ONNX M2U-Net with TVM into a deployable artefact (one library per shape)."""
     with errors_to_exit_codes(as_json=as_json):
+        require("retauth compile", "tvm", "onnx")
         if tune_trials < 0:
-            raise ValueError("--tune-trials must be 0 or more")
+            raise InputError("--tune-trials must be 0 or more")
         from segmentation.compile import compile_artefact, parse_shape
 
         shapes = [parse_shape(s) for s in shape or [DEFAULT_SHAPE]]

@@ -38,15 +38,22 @@ db_app = typer.Typer(
 )
 
 
-def store_settings(db: str | None, key_file: Path | None = None, **overrides: object) -> Settings:
+def store_settings(
+    db: str | None,
+    key_file: Path | None = None,
+    *,
+    defaults: dict[str, object] | None = None,
+    **overrides: object,
+) -> Settings:
     """Settings for a store command; a bare path given to ``--db`` means a SQLite file.
 
-    ``overrides`` are further command-line values (``backend``, ``threshold``...), None = unset.
+    ``overrides`` are further command-line values (``backend``, ``threshold``...), None = unset;
+    ``defaults`` are a command's own defaults, below the environment and the config file.
     """
     if db is not None and "://" not in db:
         db = f"sqlite:///{Path(db).expanduser().resolve()}"
     key = None if key_file is None else str(key_file)
-    return load_settings(db_url=db, key_file=key, **overrides)
+    return load_settings(db_url=db, key_file=key, defaults=defaults, **overrides)
 
 
 @contextmanager

@@ -11,13 +11,18 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from biometrics.cli.common import console, emit, errors_to_exit_codes
+from biometrics.cli.common import console, emit, errors_to_exit_codes, safe
 from biometrics.errors import InputError
+from biometrics.settings import data_root
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+PROTOCOLS = ("all-pairs", "enrol-first")
 
 #: Packages whose code decides what a template contains: a change in any of them must not
 #: reuse templates cached by an older version.
@@ -46,6 +51,16 @@ def _template_fingerprint(settings: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def template_cache(settings: Any) -> Path:
+    """The one template cache of this user, keyed by :func:`_template_fingerprint`.
+
+    Shared by every ``--out`` folder and protocol: templates depend on the capture, the code
+    and the model, not on where the report goes, so a new report folder does not extract the
+    whole data set again.
+    """
+    return settings.resolved_cache_dir() / "templates" / _template_fingerprint(settings)
+
+
 def _pct(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}%}"
 
@@ -57,6 +72,8 @@ def _ci(interval: list[float | None]) -> str:
 
 def _table(summary: dict[str, Any]) -> Table:
     """The human view of the summary: one row per figure, with its 95 % interval."""
+    from rich.table import Table
+
     table = Table(title=f"retauth evaluate — {summary['protocol']}", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -97,7 +114,7 @@ def _table(summary: dict[str, Any]) -> Table:
 
 
 def evaluate_command(
-    data_dir: str = typer.Argument(None, help="Folder of captures (default: $RETAUTH_DATA)."),
+    data_dir: str = typer.Argument(None, help="Folder of captures (default: RETAUTH_DATA)."),
     protocol: str = typer.Option("all-pairs", help="all-pairs or enrol-first."),
     pattern: str = typer.Option(
         None,
@@ -107,9 +124,11 @@ def evaluate_command(
     mapping: str = typer.Option(
         None, help="CSV with columns file, identity (or eye_id), optional capture and group."
     ),
-    out: str = typer.Option("evaluation", help="Folder for scores, summary and plots."),
+    out: str = typer.Option(
+        "evaluation", help="Folder for scores, summary and plots (in a sub-folder per protocol)."
+    ),
     threshold: float = typer.Option(
-        None, help="Decision threshold (default: settings, then matching.DEFAULT_THRESHOLD)."
+        None, min=0.0, max=1.0, help="Decision threshold in [0, 1] (default: the setting, 0.42)."
     ),
     workers: int = typer.Option(
         min(4, os.cpu_count() or 1), help="Comparison processes (1: in this process)."
@@ -123,7 +142,11 @@ def evaluate_command(
     ),
     backend: str = typer.Option(None, help="Segmentation backend (see settings)."),
     weights: str = typer.Option(None, help="Segmentation weights file."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse cached templates."),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse templates cached in the per-user cache folder (RETAUTH_CACHE_DIR).",
+    ),
     resamples: int = typer.Option(1000, help="Bootstrap replicates for the 95 % intervals."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -132,16 +155,18 @@ def evaluate_command(
     with errors_to_exit_codes(as_json=as_json):
         if pattern and mapping:
             raise InputError("give --pattern or --mapping, not both")
-        folder = data_dir or os.environ.get("RETAUTH_DATA")
-        if not folder or not Path(folder).is_dir():
-            raise InputError("give a data folder (argument or RETAUTH_DATA)")
+        if protocol not in PROTOCOLS:
+            raise InputError(f"unknown protocol {protocol!r}; choose {' or '.join(PROTOCOLS)}")
+        folder = data_root(data_dir, what="a folder of captures")
+        if mapping and not Path(mapping).is_file():
+            raise InputError(f"--mapping {mapping}: no such file")
         if workers < 1 or resamples < 1:
             raise InputError("--workers and --resamples must be at least 1")
         if dask is None:
             dask = workers > 1 and importlib.util.find_spec("distributed") is not None
         result = run_evaluation(
-            Path(folder),
-            Path(out),
+            folder,
+            Path(out) / protocol,  # a second protocol must not overwrite the first's files
             protocol=protocol,
             pattern=pattern,
             mapping=Path(mapping) if mapping else None,
@@ -159,7 +184,11 @@ def evaluate_command(
         if not as_json:
             console.print(_table(result.summary))
         written = ", ".join(str(p) for p in result.files.values())
-        emit({"ok": True, **result.summary, "out": out}, f"wrote {written}", as_json=as_json)
+        emit(
+            {"ok": True, **result.summary, "out": str(Path(out) / protocol)},
+            f"wrote {safe(written)}",
+            as_json=as_json,
+        )
 
 
 def run_evaluation(
@@ -208,7 +237,7 @@ def run_evaluation(
         out,
         threshold=decision,
         scheduler=Scheduler(workers=workers, dask=dask, address=address),
-        cache_dir=out / "templates" / _template_fingerprint(settings) if cache else None,
+        cache_dir=template_cache(settings) if cache else None,
         decode=Template.from_bytes,
         progress=progress,
         n_resamples=resamples,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import console, err_console, errors_to_exit_codes
-from biometrics.cli.db import DbOpt, KeyFileOpt, store_settings
+from biometrics.cli.common import console, errors_to_exit_codes, note, safe
+from biometrics.cli.db import DbOpt, KeyFileOpt, announce_new_key, store_settings
 from biometrics.errors import InputError
+from biometrics.extras import available_backends, require
+
+#: The kiosk never runs the torch reference backend (it would not fit its memory budget).
+_KIOSK_BACKENDS = ", ".join(b for b in available_backends() if b != "torch")
 
 
 def kiosk(
@@ -21,7 +24,7 @@ def kiosk(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
     backend: Annotated[
         str | None,
-        typer.Option(help="Segmenter: auto, onnxruntime, tvm, classical [env RETAUTH_BACKEND]."),
+        typer.Option(help=f"Segmenter: {_KIOSK_BACKENDS} [env RETAUTH_BACKEND]."),
     ] = None,
     weights: Annotated[
         str | None, typer.Option(help="ONNX model or compiled TVM artefact [env RETAUTH_WEIGHTS].")
@@ -55,13 +58,15 @@ def kiosk(
         int, typer.Option(min=1, help="Largest uploaded image in pixels (checked before decoding).")
     ] = 9_000_000,
     low_memory: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--low-memory/--no-low-memory",
             help="Give segmentation memory back to the system after each request "
-            "(ONNX Runtime; peak RSS ~200 MB instead of ~450 MB).",
+            "(ONNX Runtime; peak RSS ~200 MB instead of ~450 MB). Default: on, unless "
+            "RETAUTH_LOW_MEMORY or the config file says otherwise.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     debug_save_images: Annotated[
         Path | None,
         typer.Option(help="DEBUG ONLY: write every probe and overlay as PNG to this folder."),
@@ -71,14 +76,10 @@ def kiosk(
 ) -> None:
     """Serve the kiosk page and API. The model and the store are loaded once, before serving."""
     with errors_to_exit_codes():
-        try:
-            import uvicorn
+        require("retauth kiosk", "uvicorn", "starlette")
+        import uvicorn
 
-            from biometrics.kiosk.app import KioskSettings, create_app
-        except ImportError as exc:
-            raise InputError(
-                f"the kiosk needs the 'kiosk' extra (pip install 'retauth[kiosk]'): {exc.name}"
-            ) from None
+        from biometrics.kiosk.app import KioskSettings, create_app
         from biometrics.kiosk.capture import CameraSource, FolderSource
         from biometrics.kiosk.library import load_backend
         from biometrics.kiosk.operator import OperatorGate, load_operator_token
@@ -89,11 +90,9 @@ def kiosk(
             raise InputError("--no-upload needs --camera or --watch-folder")
         if debug_save_images is not None:
             debug_save_images.mkdir(parents=True, exist_ok=True)
-            err_console.print(f"[yellow]warning:[/] saving every probe to {debug_save_images}")
+            note(f"DEBUG: saving every probe to {debug_save_images}")
         if not _is_loopback(host):
-            err_console.print(
-                f"[yellow]warning:[/] serving on {host}: the operator token travels unencrypted"
-            )
+            note(f"serving on {host}: the operator token travels unencrypted")
         token = load_operator_token(operator_token_file)
         capture = (
             CameraSource(camera)
@@ -102,11 +101,18 @@ def kiosk(
             if watch_folder is not None
             else None
         )
-        overrides = {"backend": backend, "weights": weights, "low_memory": low_memory}
-        settings = replace(
-            store_settings(db, key_file), **{k: v for k, v in overrides.items() if v is not None}
+        # Low-memory mode is the kiosk's default, but below the environment and the config
+        # file: RETAUTH_LOW_MEMORY=0 must win over a default nobody typed.
+        settings = store_settings(
+            db,
+            key_file,
+            backend=backend,
+            weights=weights,
+            low_memory=low_memory,
+            defaults={"low_memory": True},
         )
-        service = load_backend(settings)
+        with announce_new_key(settings):
+            service = load_backend(settings)
         settings_kiosk = KioskSettings(
             workers=workers,
             max_queue=max_queue,
@@ -118,7 +124,7 @@ def kiosk(
             allowed_hosts=("127.0.0.1", "localhost", "[::1]", host),
         )
         console.print(
-            f"retauth kiosk on http://{host}:{port}/  backend={service.name}  "
+            f"retauth kiosk on http://{safe(host)}:{port}/  backend={safe(service.name)}  "
             f"workers={workers} queue={max_queue}  enrolment={'on' if token else 'off'}"
         )
         uvicorn.run(

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import typer
 
-from biometrics.cli.common import console, emit, errors_to_exit_codes
+from biometrics.cli.common import console, emit, err_console, errors_to_exit_codes
 from biometrics.errors import InputError
+from biometrics.extras import require, require_backend
+from biometrics.settings import data_root
 
 #: The paper's rows (Laibacher et al., 2019, M2U-Net): Dice, accuracy, AUC-ROC.
 PAPER = {
@@ -78,6 +80,7 @@ def train_command(
     at a time. Run the same command again with --resume to continue an interrupted run.
     """
     with errors_to_exit_codes(as_json=as_json):
+        require("retauth train", "torch", "onnx")
         if dataset not in DATASET_CHOICES:
             raise InputError(f"unknown data set {dataset!r}; choose {', '.join(DATASET_CHOICES)}")
         if steps <= 0 and budget_minutes <= 0:
@@ -102,7 +105,7 @@ def train_command(
             TimeRemainingColumn,
         )
 
-        from training.datasets import DATASETS, data_root
+        from training.datasets import DATASETS
         from training.loop import recipe_config, train
 
         root = data_root(data)
@@ -238,11 +241,12 @@ def export_seg_command(
     well: ``--threshold-from train`` picks it on every training image of its data sets.
     """
     with errors_to_exit_codes(as_json=as_json):
+        require("retauth export-seg", "torch", "onnx")
         import torch
 
         from segmentation.backends import OnnxSegmenter
         from segmentation.models import build
-        from training.datasets import DATASETS, data_root, load_split
+        from training.datasets import DATASETS, load_split
         from training.evaluate import choose_threshold
 
         path = Path(checkpoint)
@@ -314,12 +318,13 @@ def eval_seg_command(
 
         from segmentation.backends import load_segmenter, shipped_weights
         from segmentation.preprocessing import CANONICAL_FOV_DIAMETER
-        from training.datasets import DATASETS, data_root, load_split
+        from training.datasets import DATASETS, load_split
         from training.evaluate import evaluate
 
         names = DATASETS if dataset == "all" else (dataset,)
         if any(n not in DATASETS for n in names):
             raise InputError(f"unknown data set {dataset!r}; choose drive, chase, hrf or all")
+        require_backend(backend)
         root = data_root(data)
         # the classical segmenter needs no weights and is calibrated for 0.5
         path = None if backend == "classical" else Path(weights) if weights else shipped_weights()
@@ -335,7 +340,7 @@ def eval_seg_command(
         results = {}
         for name in names:
             samples = load_split(root, name, "test")
-            with Progress(console=console, transient=True) as bar:
+            with Progress(console=err_console, transient=True, disable=as_json) as bar:
                 task = bar.add_task(f"{name} test", total=len(samples))
                 report = evaluate(
                     segmenter,
@@ -347,6 +352,7 @@ def eval_seg_command(
                 )
             results[name] = {"model": report.summary(), "paper": PAPER[name]}
         payload = {
+            "ok": True,
             "weights": path.name if path else None,
             "backend": segmenter.name,
             "architecture": card.architecture if card is not None else segmenter.name,

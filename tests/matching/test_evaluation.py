@@ -223,7 +223,8 @@ def test_cli_json_exit_code_zero(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] and summary["identification"]["rank1"] == 1.0
-    assert (tmp_path / "out" / "det.png").is_file()
+    assert (tmp_path / "out" / "all-pairs" / "det.png").is_file()  # one folder per protocol
 
-    bad = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nowhere"), "--json"])
-    assert bad.exit_code == 2 and "data folder" in json.loads(bad.stdout)["error"]
+    missing = tmp_path / "nowhere"
+    bad = CliRunner().invoke(app, ["evaluate", str(missing), "--json"])
+    assert bad.exit_code == 2 and f"data folder {missing} (from command line)" in bad.stdout
