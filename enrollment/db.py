@@ -12,6 +12,7 @@ makes "check then insert" enrolment atomic. Reads use plain snapshots and never 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -25,9 +26,12 @@ from sqlalchemy.orm import Session
 
 import db_migrations
 from biometrics.errors import StoreError
+from enrollment.private import make_private_dirs, shared_mode
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+log = logging.getLogger("retauth.store")
 
 BUSY_TIMEOUT_S = 30.0
 _PG_WRITE_LOCK = 0x7265_7461  # arbitrary constant: "reta"
@@ -65,19 +69,46 @@ def db_errors() -> Iterator[None]:
         raise StoreError(describe(exc)) from None
 
 
-def _create_private_file(path: Path) -> None:
-    """Create a new SQLite file readable by its owner only (its -wal/-shm files inherit it)."""
+#: Database files already warned about in this process (the warning is given once).
+_warned_shared: set[Path] = set()
+
+
+def _create_private_file(path: Path, *, create: bool = True) -> None:
+    """Create a new SQLite file readable by its owner only (its -wal/-shm files inherit it),
+    in folders created 0700; ``create=False`` refuses a missing file instead (exit 3).
+
+    An existing file that group or others may access is used, with a warning once per
+    process: its templates and ids are sealed, so a reader learns pseudonyms, counters and
+    ciphertext only, and refusing would lock out a deployment over a backup's ``cp``. The
+    key file, which would open all of it, is refused in the same case.
+    """
     if path.exists():
+        mode = shared_mode(path)
+        if mode is not None and path not in _warned_shared:
+            _warned_shared.add(path)
+            log.warning(
+                "warning: database %s is accessible by group or others (mode %04o); "
+                "run: chmod 600 %s",
+                path,
+                mode,
+                path,
+            )
         return
+    if not create:
+        raise StoreError(f"no template store at {path} (nothing has been enrolled there)")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path.parent)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as exc:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; SQLite files get their directory and pragmas."""
+def make_engine(url: str, *, create: bool = True) -> Engine:
+    """Create an engine for ``url``; SQLite files get their directory and pragmas.
+
+    ``create=False`` (read-only commands) refuses a SQLite file that does not exist yet
+    rather than creating an empty store as a side effect.
+    """
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -85,7 +116,7 @@ def make_engine(url: str) -> Engine:
             return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database or ""
     if database and database != ":memory:" and not parsed.query.get("uri"):
-        _create_private_file(Path(database).expanduser())
+        _create_private_file(Path(database).expanduser(), create=create)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")

@@ -7,9 +7,10 @@ Three sources, first match wins:
 2. ``RETAUTH_PASSPHRASE``: stretched with scrypt; the salt and cost parameters live in the
    store itself, so a backup of the database plus the passphrase is enough to restore.
    ``RETAUTH_PASSPHRASE_OLD`` keeps a previous passphrase usable while rotating.
-3. A key file (``Settings.resolved_key_file()``), created with mode 0600 the first time a new
-   store is opened, and refused if group or others can read it. It holds several keys, newest
-   first, so ``retauth keys rotate`` can add one and ``retauth keys retire`` remove one.
+3. A key file (``Settings.resolved_key_file()``), created with mode 0600 (its new folders
+   0700) the first time a new store is opened, and refused if group or others can read it or
+   can write to its folder. It holds several keys, newest first, so ``retauth keys rotate``
+   can add one and ``retauth keys retire`` remove one.
 
 Every key has an id, an HMAC of a fixed label under the key, so records can say which key
 sealed them without revealing anything about it.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import glob
 import hashlib
 import hmac
 import json
@@ -33,12 +35,23 @@ from typing import Any
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from biometrics.errors import StoredDataError
 from enrollment.errors import KeyConfigError
+from enrollment.private import make_private_dirs, shared_mode
 
 KEY_BYTES = 32
 KEY_ID_BYTES = 8
 _KEY_FILE_FORMAT = "retauth-keys"
 _SCRYPT_DEFAULTS = {"n": 2**15, "r": 8, "p": 1}
+#: Bounds on stored scrypt parameters, checked before deriving: they live in the database, so
+#: whoever can write it could otherwise make every open allocate gigabytes (memory is
+#: 128*n*r bytes: 32 MiB for the defaults) or run for hours (time grows with n*r*p).
+_SCRYPT_MAX_N = 2**20
+_SCRYPT_MAX_R = 32
+_SCRYPT_MAX_P = 16
+_SCRYPT_MAX_MEMORY = 128 * 2**20
+_SCRYPT_MAX_WORK = 32 * 128 * 2**15 * 8  # 32 times the defaults' 128*n*r*p
+_SCRYPT_MIN_SALT = 16
 
 
 def key_id(material: bytes) -> bytes:
@@ -155,19 +168,51 @@ class PassphraseKeySource(KeySource):
     def load(self, kdf: Mapping[str, Any] | None, *, create: bool) -> Keyring:
         if kdf is None:
             raise KeyConfigError("the store has no passphrase salt; it was created with a key")
-        try:
-            salt = base64.b64decode(kdf["salt"])
-            n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        except (KeyError, TypeError, ValueError, binascii.Error):
-            raise KeyConfigError("the store's passphrase parameters are malformed") from None
+        salt, n, r, p = _scrypt_parameters(kdf)
         return Keyring(
             Key(Scrypt(salt=salt, length=KEY_BYTES, n=n, r=r, p=p).derive(phrase.encode()))
             for phrase in self._passphrases
         )
 
 
+def _scrypt_parameters(kdf: object) -> tuple[bytes, int, int, int]:
+    """Salt, n, r, p of a stored KDF description, refused (exit 3) unless within bounds.
+
+    Whatever this version writes is within them; anything else was altered in the database.
+    """
+    malformed = StoredDataError("the store's passphrase parameters are malformed")
+    if not isinstance(kdf, Mapping) or kdf.get("alg", "scrypt") != "scrypt":
+        raise malformed
+    try:
+        salt = base64.b64decode(kdf["salt"], validate=True)
+        n, r, p = kdf["n"], kdf["r"], kdf["p"]
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise malformed from None
+    if not all(type(v) is int for v in (n, r, p)):
+        raise malformed
+    if not (
+        2 <= n <= _SCRYPT_MAX_N
+        and n & (n - 1) == 0
+        and 1 <= r <= _SCRYPT_MAX_R
+        and 1 <= p <= _SCRYPT_MAX_P
+        and 128 * n * r <= _SCRYPT_MAX_MEMORY
+        and 128 * n * r * p <= _SCRYPT_MAX_WORK
+        and len(salt) >= _SCRYPT_MIN_SALT
+    ):
+        raise StoredDataError(
+            f"the store's passphrase parameters are out of bounds (n={n}, r={r}, p={p}, "
+            f"{len(salt)}-byte salt): the database was altered"
+        )
+    return salt, n, r, p
+
+
 class FileKeySource(KeySource):
-    """A JSON key file readable by its owner only; the one source that can rotate by itself."""
+    """A JSON key file readable by its owner only; the one source that can rotate by itself.
+
+    Writes go to ``<name>.<pid>.tmp`` and are renamed into place; a writer killed half-way
+    leaves that temp file (with key material) behind, so every load removes the temp files of
+    processes that no longer run.
+    """
 
     can_generate = True
 
@@ -176,6 +221,7 @@ class FileKeySource(KeySource):
         self.name = f"key file {path}"
 
     def load(self, kdf: Mapping[str, Any] | None, *, create: bool) -> Keyring:
+        self._remove_stale_temp_files()
         if not self.path.exists():
             if not create:
                 raise KeyConfigError(
@@ -192,24 +238,53 @@ class FileKeySource(KeySource):
         self._write([k for k in self._read() if k.id != kid])
         return True
 
+    def _check_folder(self) -> None:
+        """Refuse a folder that others may write to: they could swap or plant the key file."""
+        folder = self.path.parent
+        mode = shared_mode(folder)
+        if mode is not None and mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise KeyConfigError(
+                f"the folder {folder} of the key file is writable by group or others "
+                f"(mode {mode:04o}); keep the key in a private folder (chmod 700 {folder})"
+            )
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete ``<name>.<pid>.tmp`` left by a writer that was killed (its pid is gone)."""
+        prefix = f"{self.path.name}."
+        for tmp in self.path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            pid = tmp.name[len(prefix) : -len(".tmp")]
+            if pid.isdigit() and not _process_exists(int(pid)):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
     def _read(self) -> list[Key]:
         try:
-            st = self.path.stat()
-            if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            self._check_folder()
+            mode = shared_mode(self.path)
+            if mode is not None:
                 raise KeyConfigError(
                     f"key file {self.path} is accessible by group or others "
-                    f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {self.path}"
+                    f"(mode {mode:04o}); run: chmod 600 {self.path}"
                 )
             doc = json.loads(self.path.read_text())
-            if doc.get("format") != _KEY_FILE_FORMAT or doc.get("version") != 1:
-                raise KeyConfigError(f"key file {self.path} has an unknown format")
-            return [
-                Key(base64.b64decode(e["key"], validate=True), created=int(e["created"]))
-                for e in doc["keys"]
-            ]
         except OSError as exc:
             raise KeyConfigError(f"cannot read key file {self.path}: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except ValueError:
+            raise KeyConfigError(f"key file {self.path} is malformed") from None
+        if not isinstance(doc, dict) or (doc.get("format"), doc.get("version")) != (
+            _KEY_FILE_FORMAT,
+            1,
+        ):
+            raise KeyConfigError(f"key file {self.path} has an unknown format")
+        entries = doc.get("keys")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise KeyConfigError(f"key file {self.path} is malformed")
+        try:
+            return [
+                Key(base64.b64decode(e["key"], validate=True), created=int(e["created"]))
+                for e in entries
+            ]
+        except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
             raise KeyConfigError(f"key file {self.path} is malformed") from None
 
     def _write(self, keys: list[Key], *, exclusive: bool = False) -> None:
@@ -230,10 +305,12 @@ class FileKeySource(KeySource):
                 for k in keys
             ],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            make_private_dirs(self.path.parent)
+            self._check_folder()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(tmp, flags, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write((json.dumps(doc, indent=1) + "\n").encode())
                 fh.flush()
@@ -249,6 +326,16 @@ class FileKeySource(KeySource):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def key_source(key_file: Path, environ: Mapping[str, str] | None = None) -> KeySource:

@@ -31,10 +31,16 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from biometrics.errors import InputError
+from biometrics.errors import InputError, StoredDataError, StoreError
 from biometrics.settings import Settings
 from enrollment import audit
-from enrollment.db import ensure_schema, make_engine, read_session, write_session
+from enrollment.db import (
+    current_revision,
+    ensure_schema,
+    make_engine,
+    read_session,
+    write_session,
+)
 from enrollment.errors import (
     InvalidRecord,
     KeyConfigError,
@@ -102,17 +108,22 @@ class TemplateStore:
         policy: LockoutPolicy | None = None,
         clock: Callable[[], float] = time.time,
         environ: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> TemplateStore:
         """Open (creating or upgrading on first use) the store that ``settings`` point to.
 
-        Raises :class:`~biometrics.errors.StoreError` (exit 3) if the database cannot be
-        reached or migrated, or if the configured key cannot open it.
+        ``create=False`` is for commands that only read or change existing users: a store
+        (database, tables, key file) that does not exist yet is refused, not created as a
+        side effect. Raises :class:`~biometrics.errors.StoreError` (exit 3) if the database
+        cannot be reached or migrated, or if the configured key cannot open it.
         """
-        engine = make_engine(settings.resolved_db_url())
+        engine = make_engine(settings.resolved_db_url(), create=create)
         try:
+            if not create and current_revision(engine) is None:
+                raise StoreError("the database holds no template store (nothing enrolled yet)")
             ensure_schema(engine)
             source = key_source(settings.resolved_key_file(), environ)
-            keyring, secret, kdf = _unlock(engine, source, clock)
+            keyring, secret, kdf = _unlock(engine, source, clock, create=create)
         except BaseException:
             engine.dispose()
             raise
@@ -399,18 +410,24 @@ class TemplateStore:
 
 
 def _unlock(
-    engine: Engine, source: KeySource, clock: Callable[[], float]
+    engine: Engine, source: KeySource, clock: Callable[[], float], *, create: bool = True
 ) -> tuple[Keyring, bytes, dict[str, Any] | None]:
-    """Load the keyring and open the deployment secret, creating both for a new store."""
+    """Load the keyring and open the deployment secret, creating both for a new store
+    (unless ``create`` is False: then an uninitialised store is refused)."""
     with read_session(engine) as session:
         meta = {m.name: m.value for m in session.scalars(select(Meta))}
     if SECRET_META not in meta:
+        if not create:
+            raise StoreError("the store was never initialised (nothing enrolled yet)")
         with write_session(engine) as session:
             if session.get(Meta, SECRET_META) is None:
                 return _initialise(session, source, clock)
         with read_session(engine) as session:
             meta = {m.name: m.value for m in session.scalars(select(Meta))}
-    kdf = json.loads(meta[KDF_META]) if KDF_META in meta else None
+    try:
+        kdf = json.loads(meta[KDF_META]) if KDF_META in meta else None
+    except ValueError:  # bytes that are not JSON: edited in the database
+        raise StoredDataError("the store's passphrase parameters are malformed") from None
     keyring = source.load(kdf, create=False)
     try:
         secret = unseal(keyring, meta[SECRET_META], context("deployment-secret"))

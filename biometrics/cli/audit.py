@@ -19,7 +19,7 @@ def verify(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
     Note the printed head (last sequence number and MAC) elsewhere to detect a later rollback.
     """
     with errors_to_exit_codes(as_json=as_json):
-        with open_store(db, key_file) as store:
+        with open_store(db, key_file, create=False) as store:
             report = store.audit_verify()
         result = {
             "ok": report.ok,
@@ -47,7 +47,7 @@ def list_events(
 ) -> None:
     """Print audit events, oldest first (pseudonymous: no user ids, no biometric data)."""
     with errors_to_exit_codes(as_json=as_json):
-        with open_store(db, key_file) as store:
+        with open_store(db, key_file, create=False) as store:
             events = store.audit_events(limit)
         lines = [  # every field comes from the database: printable and escaped
             " ".join(

@@ -74,13 +74,19 @@ def announce_new_key(settings: Settings) -> Iterator[None]:
         )
 
 
-def open_store(db: str | None, key_file: Path | None = None) -> TemplateStore:
-    """Open the template store for a command (imported lazily to keep ``--help`` fast)."""
+def open_store(
+    db: str | None, key_file: Path | None = None, *, create: bool = True
+) -> TemplateStore:
+    """Open the template store for a command (imported lazily to keep ``--help`` fast).
+
+    Commands that only read or manage existing users pass ``create=False``: in an empty home
+    they fail (exit 3) instead of leaving a new database and key file behind.
+    """
     from enrollment import TemplateStore
 
     settings = store_settings(db, key_file)
     with announce_new_key(settings):
-        return TemplateStore.open(settings)
+        return TemplateStore.open(settings, create=create)
 
 
 def _engine(db: str | None) -> Engine:

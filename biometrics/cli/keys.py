@@ -22,7 +22,7 @@ keys_app = typer.Typer(help="List, rotate or retire encryption keys.", no_args_i
 def list_keys(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
     """Show configured keys (ids only, never material) and how many records each protects."""
     with errors_to_exit_codes(as_json=as_json):
-        with open_store(db, key_file) as store:
+        with open_store(db, key_file, create=False) as store:
             usage = store.key_usage()
             keys = [
                 {
@@ -57,7 +57,7 @@ def rotate(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
 
     with errors_to_exit_codes(as_json=as_json):
         with (
-            open_store(db, key_file) as store,
+            open_store(db, key_file, create=False) as store,
             Progress(console=err_console, transient=True, disable=as_json) as bar,
         ):
             task = bar.add_task("re-encrypting", total=None)
@@ -83,7 +83,7 @@ def retire(
     from enrollment.rotation import retire as do_retire
 
     with errors_to_exit_codes(as_json=as_json):
-        with open_store(db, key_file) as store:
+        with open_store(db, key_file, create=False) as store:
             result = do_retire(store, key_id)
         human = (
             f"retired key {safe(result['key_id'])}"

@@ -19,7 +19,7 @@ UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id.")]
 def list_users(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
     """List enrolled users: id, creation time, number of templates, status."""
     with errors_to_exit_codes(as_json=as_json):
-        with open_store(db, key_file) as store:
+        with open_store(db, key_file, create=False) as store:
             users = store.users()
         lines = [
             f"{safe(u['user'])}  {u['n_templates']} template(s)  created {safe(u['created'])}  "
@@ -33,7 +33,7 @@ def _act(
     verb: str, action: str, user: str, db: str | None, key_file: Path | None, as_json: bool
 ) -> None:
     with errors_to_exit_codes(as_json=as_json):
-        with open_store(db, key_file) as store:
+        with open_store(db, key_file, create=False) as store:
             getattr(store, action)(user)
         emit({"ok": True, "user": user, "action": action}, f"{verb} {safe(user)}", as_json=as_json)
 

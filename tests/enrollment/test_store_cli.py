@@ -54,6 +54,7 @@ def test_db_option_accepts_plain_path(url: str) -> None:
 
 
 def test_users_list_empty(sqlite_url: str) -> None:
+    TemplateStore.open(load_settings(db_url=sqlite_url)).close()
     assert run("users", "list", "--db", sqlite_url) == (0, "no users enrolled\n")
 
 
