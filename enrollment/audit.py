@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from biometrics.errors import InputError
 from enrollment.models import AuditEvent, Meta
 
 EVENTS = frozenset(
@@ -37,6 +38,7 @@ EVENTS = frozenset(
         "revoke",
         "rotate",
         "retire",
+        "upgrade",
     }
 )
 _GENESIS = "0" * 64
@@ -145,6 +147,22 @@ def verify(session: Session, key: bytes, *, batch: int = 1000) -> ChainReport:
     elif (seq, mac) != (report.head_seq, report.head_mac):
         report.note(f"the log ends at event {report.head_seq} but the head records event {seq}")
     return report
+
+
+def check_expected_head(session: Session, report: ChainReport, expected: str) -> None:
+    """Note a problem unless event ``SEQ`` of ``expected`` ("SEQ:MAC") is still in the log.
+
+    The head printed by ``retauth audit verify`` and kept outside the store is the only thing
+    that shows a log truncated back to an older, internally consistent state.
+    """
+    seq_text, _, mac = expected.partition(":")
+    if not seq_text.isdigit() or len(mac) != 64:
+        raise InputError("--expect-head takes SEQ:MAC as printed by 'retauth audit verify'")
+    row = session.get(AuditEvent, int(seq_text))
+    if row is None or not hmac.compare_digest(row.mac, mac.lower()):
+        report.note(
+            f"the log no longer holds the expected head event {seq_text} (truncated or rolled back)"
+        )
 
 
 def as_dict(row: AuditEvent) -> dict[str, Any]:

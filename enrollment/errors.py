@@ -49,5 +49,13 @@ class InvalidRecord(StoreError):
     """
 
 
+class StaleReferences(StoreError):
+    """The references a claim was scored against changed before it could be recorded.
+
+    The service reloads and scores again; only if that keeps happening does it reach the
+    user, as a store error (exit 3).
+    """
+
+
 class KeyConfigError(StoreError):
     """The key source is missing, malformed or insecure (e.g. a world-readable key file)."""

@@ -36,17 +36,27 @@ class User(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     failure_window_start_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     locked_until_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: enrolments of this pseudonym so far (a restored older row has a smaller one)
+    counter: Mapped[int] = mapped_column(Integer, default=0)
+    #: sequence number of the audit event that last changed this row
+    state_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: HMAC over every column above and the row's template ids (:mod:`enrollment.state`)
+    state_mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
-    templates: Mapped[list[Template]] = relationship(
+    templates: Mapped[list[TemplateRecord]] = relationship(
         back_populates="user",
         cascade="all, delete-orphan",
         passive_deletes=True,
-        order_by="Template.position",
+        order_by="TemplateRecord.position",
     )
 
 
-class Template(Base):
-    """One sealed template of a user; ``uid`` and the user's reference are in its context."""
+class TemplateRecord(Base):
+    """One sealed template of a user; ``uid`` and the user's reference are in its context.
+
+    ``features`` holds the capture's sealed pre-filter vectors (:mod:`matching.prefilter`),
+    computed once at enrolment so that a restarted service loads rather than recomputes them.
+    """
 
     __tablename__ = "templates"
 
@@ -55,6 +65,7 @@ class Template(Base):
     uid: Mapped[str] = mapped_column(String(32), unique=True)
     position: Mapped[int] = mapped_column(Integer)
     record: Mapped[bytes] = mapped_column(LargeBinary)
+    features: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     key_id: Mapped[str] = mapped_column(String(16), index=True)
     created_us: Mapped[int] = mapped_column(BigInteger)
 
@@ -78,7 +89,7 @@ class AuditEvent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at_us: Mapped[int] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     score: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
     detail: Mapped[str | None] = mapped_column(String(200), nullable=True)

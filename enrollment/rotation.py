@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import select
 
 from enrollment.db import read_session, write_session
-from enrollment.errors import KeyConfigError, KeyInUse
+from enrollment.errors import InvalidRecord, KeyConfigError, KeyInUse
 from enrollment.keys import generate_key
-from enrollment.models import Meta, Template, User
-from enrollment.record import context, reseal
+from enrollment.models import Meta, TemplateRecord, User
+from enrollment.record import context, key_id_of, reseal
 from enrollment.store import PRIMARY_META, SECRET_META, TemplateStore
 
 TARGET_META = "rotation_target"
@@ -57,9 +57,13 @@ def rotate(store: TemplateStore, progress: Progress | None = None) -> dict[str, 
         )
     hex_id = target.hex()
     with write_session(store.engine) as session:
-        template_ids = session.scalars(select(Template.id).where(Template.key_id != hex_id)).all()
+        template_ids = session.scalars(
+            select(TemplateRecord.id).where(TemplateRecord.key_id != hex_id)
+        ).all()
         users = session.scalars(select(User).where(User.name_key_id != hex_id)).all()
-        total, done = len(template_ids) + len(users), 0
+        usage = store.key_usage(session)
+        corrupt: list[int] = []
+        total, done = sum(n for kid, n in usage.items() if kid != hex_id), 0
         for user in users:
             user.name_record = reseal(
                 store.keyring, user.name_record, context("user-name", user.pseudonym)
@@ -68,25 +72,50 @@ def rotate(store: TemplateStore, progress: Progress | None = None) -> dict[str, 
             done += 1
         for start in range(0, len(template_ids), _BATCH):
             batch = session.scalars(
-                select(Template).where(Template.id.in_(template_ids[start : start + _BATCH]))
+                select(TemplateRecord).where(
+                    TemplateRecord.id.in_(template_ids[start : start + _BATCH])
+                )
             ).all()
             for template in batch:
-                owner = template.user
-                ctx = context("template", owner.pseudonym, owner.reference, template.uid)
-                template.record = reseal(store.keyring, template.record, ctx)
+                try:
+                    done += _reseal_template(store, template)
+                except InvalidRecord:
+                    corrupt.append(template.id)  # stays under its key, reported below
+                    continue
                 template.key_id = hex_id
             session.flush()
-            done += len(batch)
             if progress:
                 progress(done, total)
         secret = session.get(Meta, SECRET_META)
-        secret.value = reseal(store.keyring, secret.value, context("deployment-secret"))
+        if key_id_of(secret.value) != hex_id:
+            secret.value = reseal(store.keyring, secret.value, context("deployment-secret"))
+            done += 1
         session.merge(Meta(name=PRIMARY_META, value=target))
         pending = session.get(Meta, TARGET_META)
         if pending is not None:
             session.delete(pending)
-        store.append_audit(session, "rotate", detail=f"{total} records to key {hex_id}")
-    return {"key_id": hex_id, "reencrypted": total, "resumed": resumed}
+        detail = f"{done} records to key {hex_id}" + (
+            f", {len(corrupt)} corrupt" if corrupt else ""
+        )
+        store.append_audit(session, "rotate", detail=detail)
+        store.bump_revision(session)
+    return {"key_id": hex_id, "reencrypted": done, "resumed": resumed, "corrupt_rows": corrupt}
+
+
+def _reseal_template(store: TemplateStore, template: TemplateRecord) -> int:
+    """Re-seal a capture's template and pre-filter records; how many records that was.
+
+    Both are opened before either is replaced, so a corrupt one leaves the row untouched.
+    """
+    owner = template.user
+    ctx = context("template", owner.pseudonym, owner.reference, template.uid)
+    record = reseal(store.keyring, template.record, ctx)
+    features = template.features
+    if features is not None:
+        fctx = context("features", owner.pseudonym, owner.reference, template.uid)
+        features = reseal(store.keyring, features, fctx)
+    template.record, template.features = record, features
+    return 1 if features is None else 2
 
 
 def retire(store: TemplateStore, key_id: str) -> dict[str, Any]:

@@ -9,10 +9,13 @@ Typical use::
 
     store = TemplateStore.open(load_settings())
     store.enroll("alice", [template_bytes, ...])
-    store.check_not_locked("alice")                  # raises UserLocked
-    references = store.templates("alice")            # 1:1
-    store.record_verification("alice", accepted=True, score=0.83, mode="verify")
-    for name, refs in store.gallery(): ...           # 1:N
+    revision, refs = store.references()              # pre-filter records, for a cache
+    blobs = store.open_references([r.row_id for r in refs[:2]])
+    store.settle_verify("alice", score=0.83, accepted=True, uids=..., revision=revision)
+
+Claims (:meth:`TemplateStore.settle_verify`, :meth:`TemplateStore.settle_identify`) are settled
+in one write transaction that checks the store revision and the user's authenticated state
+(:mod:`enrollment.state`), applies the lockout policy and appends the audit event.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,7 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from biometrics.errors import InputError, StoredDataError, StoreError
 from biometrics.settings import Settings
-from enrollment import audit
+from enrollment import audit, state
 from enrollment.db import (
     current_revision,
     ensure_schema,
@@ -44,14 +49,14 @@ from enrollment.db import (
 from enrollment.errors import (
     InvalidRecord,
     KeyConfigError,
+    StaleReferences,
     UnknownUser,
     UserExists,
-    UserLocked,
     UserRevoked,
 )
 from enrollment.ids import normalize_user_id, pseudonym
 from enrollment.keys import Keyring, KeySource, key_source
-from enrollment.models import Meta, Template, User
+from enrollment.models import AuditEvent, Meta, TemplateRecord, User
 from enrollment.policy import LockoutPolicy
 from enrollment.record import context, key_id_of, seal, unseal
 
@@ -60,7 +65,14 @@ SECRET_META = "secret"
 KDF_META = "kdf"
 #: id of the key new records must be sealed with; rotation moves it, enrolment checks it
 PRIMARY_META = "primary_key"
-MODES = ("verify", "identify")
+#: counter moved by every change of the references (services reload when it moves)
+REVISION_META = "revision"
+#: MAC'd marker: every user row of this store carries a state MAC (see _seal_legacy_rows)
+STATE_META = "state_macs"
+#: a terminal may fail this many times the per-user limit of 1:N attempts before it pauses
+TERMINAL_FACTOR = 4
+#: rows fetched per query when loading references (keeps IN lists short)
+_BATCH = 500
 
 
 def _subkey(secret: bytes, label: bytes) -> bytes:
@@ -97,6 +109,7 @@ class TemplateStore:
         self._clock = clock
         self._pseudonym_key = _subkey(secret, b"pseudonym")
         self._audit_key = _subkey(secret, b"audit")
+        self._state_key = _subkey(secret, b"state")
 
     # --- opening --------------------------------------------------------------------------
 
@@ -127,7 +140,7 @@ class TemplateStore:
         except BaseException:
             engine.dispose()
             raise
-        return cls(
+        store = cls(
             engine,
             keyring,
             source,
@@ -136,6 +149,12 @@ class TemplateStore:
             policy=policy or LockoutPolicy.from_settings(settings),
             clock=clock,
         )
+        try:
+            store._seal_legacy_rows()
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -155,8 +174,8 @@ class TemplateStore:
         name = normalize_user_id(user_id)
         return name, pseudonym(self._pseudonym_key, name)
 
-    def append_audit(self, session: Session, event: str, **fields: Any) -> None:
-        audit.append(session, self._audit_key, event, now_us=self._now_us(), **fields)
+    def append_audit(self, session: Session, event: str, **fields: Any) -> AuditEvent:
+        return audit.append(session, self._audit_key, event, now_us=self._now_us(), **fields)
 
     @staticmethod
     def _find(session: Session, name: str, subject: str) -> User:
@@ -203,21 +222,33 @@ class TemplateStore:
 
     # --- enrolment ------------------------------------------------------------------------
 
-    def enroll(self, user_id: str, templates: list[bytes], *, replace: bool = False) -> None:
-        """Store ``templates`` for ``user_id`` atomically.
+    def enroll(
+        self,
+        user_id: str,
+        templates: list[bytes],
+        *,
+        features: list[bytes] | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Store ``templates`` (and their pre-filter ``features``) for ``user_id`` atomically.
 
         An active user is refused with :class:`UserExists` unless ``replace``; a revoked user
-        is re-enrolled without it. Each (re-)enrolment gets a fresh reference id, so records
-        of an earlier enrolment can never be mixed with the new ones.
+        is re-enrolled without it. Each (re-)enrolment gets a fresh reference id and a higher
+        enrolment counter, so records of an earlier enrolment can never be mixed with the new
+        ones, and the store revision moves so that running services reload their references.
         """
         name, subject = self._pseudonym(user_id)
         if not templates or not all(isinstance(t, bytes) and t for t in templates):
             raise InputError("enrolment needs at least one non-empty template")
+        if features is not None and len(features) != len(templates):
+            raise InputError("enrolment needs one pre-filter record per template")
         now_us = self._now_us()
         with write_session(self.engine) as session:
             user = session.scalar(
                 select(User).where(User.pseudonym == subject).options(selectinload(User.templates))
             )
+            if user is not None:
+                self._check_state(session, user, name)
             if user is not None and user.status == "active" and not replace:
                 raise UserExists(f"user {name} is already enrolled (use --replace to re-enrol)")
             self.require_current_key(session)
@@ -235,60 +266,172 @@ class TemplateStore:
                     status="active",
                     reference=reference,
                     failed_attempts=0,
+                    counter=self._deleted_counter(session, subject) + 1,
                 )
                 session.add(user)
             else:
                 user.templates.clear()
                 session.flush()  # the old records go before the new ones arrive
                 user.status, user.reference, user.updated_us = "active", reference, now_us
+                user.counter += 1
                 LockoutPolicy.reset(user)
             for position, template in enumerate(templates):
                 uid = uuid.uuid4().hex
-                ctx = context("template", subject, user.reference, uid)
-                user.templates.append(
-                    Template(
-                        uid=uid,
-                        position=position,
-                        record=seal(self.keyring, template, ctx, now=now_us // 1_000_000),
-                        key_id=self.keyring.primary.id.hex(),
-                        created_us=now_us,
-                    )
+                record = TemplateRecord(
+                    uid=uid,
+                    position=position,
+                    record=seal(
+                        self.keyring,
+                        template,
+                        context("template", subject, user.reference, uid),
+                        now=now_us // 1_000_000,
+                    ),
+                    key_id=self.keyring.primary.id.hex(),
+                    created_us=now_us,
                 )
-            self.append_audit(
+                if features is not None:
+                    record.features = seal(
+                        self.keyring,
+                        features[position],
+                        context("features", subject, user.reference, uid),
+                    )
+                user.templates.append(record)
+            event = self.append_audit(
                 session,
                 "enroll",
                 subject=subject,
                 decision=outcome,
-                detail=f"{len(templates)} templates",
+                detail=f"{len(templates)} templates, enrolment {user.counter}",
             )
+            self._seal_state(user, event.seq)
+            self.bump_revision(session)
+
+    @staticmethod
+    def _deleted_counter(session: Session, subject: str) -> int:
+        """Enrolments of a deleted pseudonym, from the audit log, so a new row counts on."""
+        return int(
+            session.scalar(
+                select(func.count(AuditEvent.seq)).where(
+                    AuditEvent.subject == subject, AuditEvent.event == "enroll"
+                )
+            )
+            or 0
+        )
 
     def templates(self, user_id: str) -> list[bytes]:
-        """Decrypted templates of one user (1:1); :class:`UnknownUser`/:class:`UserRevoked`."""
+        """Decrypted templates of one user; :class:`UnknownUser`/:class:`UserRevoked`."""
         name, subject = self._pseudonym(user_id)
         with read_session(self.engine) as session:
             user = self._find(session, name, subject)
+            self._check_state(session, user, name)
             if user.status != "active":
                 raise UserRevoked(f"user {name} was revoked; re-enrol to use it again")
             return self._open_templates(user)
 
-    def gallery(self) -> list[tuple[str, list[bytes]]]:
-        """Every active user with decrypted templates, for 1:N identification."""
+    def reference_index(self) -> tuple[int, list[tuple[int, str]]]:
+        """The store revision and the (row id, uid) of every active capture: cheap, no crypto.
+
+        A service diffs this against what it holds and loads only the new rows
+        (:meth:`load_references`), so an enrolment by another process costs it one row, not a
+        reload of the whole gallery.
+        """
         with read_session(self.engine) as session:
-            users = session.scalars(
-                select(User)
+            revision = self._revision(session)
+            rows = session.execute(
+                select(TemplateRecord.id, TemplateRecord.uid)
+                .join(User)
                 .where(User.status == "active")
-                .options(selectinload(User.templates))
-                .order_by(User.id)
+                .order_by(TemplateRecord.id)
             ).all()
-            return [(self._name(u), self._open_templates(u)) for u in users]
+        return revision, [(int(i), str(u)) for i, u in rows]
+
+    def load_references(self, row_ids: Sequence[int]) -> list[Reference]:
+        """Pre-filter records of the given capture rows, for a service's gallery cache.
+
+        Templates themselves are not returned (see :meth:`open_references`): a service keeps
+        only the pre-filter vectors of the whole gallery in memory. A capture enrolled before
+        pre-filter records existed comes with its template instead, so the caller can compute
+        and :meth:`attach_features` them once. A record that fails to open is reported in
+        :attr:`Reference.problem` instead of failing every other user's 1:N search.
+        """
+        out: list[Reference] = []
+        with read_session(self.engine) as session:
+            for start in range(0, len(row_ids), _BATCH):
+                rows = session.execute(
+                    select(
+                        TemplateRecord.id,
+                        TemplateRecord.user_id,
+                        TemplateRecord.uid,
+                        TemplateRecord.features,
+                        TemplateRecord.record,
+                        User.pseudonym,
+                        User.reference,
+                    )
+                    .join(User)
+                    .where(TemplateRecord.id.in_(list(row_ids[start : start + _BATCH])))
+                    .where(User.status == "active")
+                ).all()
+                out.extend(self._reference(*row) for row in rows)
+        return out
+
+    def _reference(
+        self,
+        row_id: int,
+        user_pk: int,
+        uid: str,
+        sealed: bytes | None,
+        record: bytes,
+        subject: str,
+        reference: str,
+    ) -> Reference:
+        try:
+            if sealed is None:
+                blob = self.unseal(record, context("template", subject, reference, uid))
+                return Reference(row_id, user_pk, subject, uid, None, blob)
+            blob = self.unseal(sealed, context("features", subject, reference, uid))
+            return Reference(row_id, user_pk, subject, uid, blob, None)
+        except InvalidRecord as exc:
+            return Reference(row_id, user_pk, subject, uid, None, None, str(exc))
+
+    def attach_features(self, features: Mapping[int, bytes]) -> None:
+        """Seal pre-filter records computed for captures enrolled without them (by row id)."""
+        if not features:
+            return
+        with write_session(self.engine) as session:
+            for record in session.scalars(
+                select(TemplateRecord).where(TemplateRecord.id.in_(list(features)))
+            ):
+                if record.features is None:
+                    owner = record.user
+                    ctx = context("features", owner.pseudonym, owner.reference, record.uid)
+                    record.features = seal(self.keyring, features[record.id], ctx)
+
+    def identity(self, user_id: str) -> tuple[str, str]:
+        """(normalised id, pseudonym) of a user id: the one HMAC a claim needs."""
+        return self._pseudonym(user_id)
+
+    def open_references(self, row_ids: Sequence[int]) -> dict[int, bytes]:
+        """Decrypted templates of the given capture rows (the 1:1 claim or a 1:N shortlist)."""
+        with read_session(self.engine) as session:
+            rows = session.execute(
+                select(TemplateRecord.id, TemplateRecord.uid, TemplateRecord.record, User)
+                .join(User)
+                .where(TemplateRecord.id.in_(list(row_ids)))
+            ).all()
+            return {
+                row_id: self.unseal(
+                    record, context("template", user.pseudonym, user.reference, uid)
+                )
+                for row_id, uid, record, user in rows
+            }
 
     def users(self) -> list[dict[str, Any]]:
         """Enrolled users without biometric data: id, created, n_templates, status, locked."""
         now_us = self._now_us()
         with read_session(self.engine) as session:
             rows = session.execute(
-                select(User, func.count(Template.id))
-                .outerjoin(Template)
+                select(User, func.count(TemplateRecord.id))
+                .outerjoin(TemplateRecord)
                 .group_by(User.id)
                 .order_by(User.id)
             ).all()
@@ -307,8 +450,13 @@ class TemplateStore:
         """Remove a user and its templates for good (SQLite overwrites the freed pages)."""
         name, subject = self._pseudonym(user_id)
         with write_session(self.engine) as session:
-            session.delete(self._find(session, name, subject))
-            self.append_audit(session, "delete", subject=subject)
+            user = self._find(session, name, subject)
+            self._check_state(session, user, name)
+            session.delete(user)
+            self.append_audit(
+                session, "delete", subject=subject, detail=f"enrolment {user.counter}"
+            )
+            self.bump_revision(session)
         self._purge_wal()
 
     def revoke(self, user_id: str) -> None:
@@ -316,6 +464,7 @@ class TemplateStore:
         name, subject = self._pseudonym(user_id)
         with write_session(self.engine) as session:
             user = self._find(session, name, subject)
+            self._check_state(session, user, name)
             user.templates.clear()
             user.status, user.reference, user.updated_us = (
                 "revoked",
@@ -323,7 +472,9 @@ class TemplateStore:
                 self._now_us(),
             )
             LockoutPolicy.reset(user)
-            self.append_audit(session, "revoke", subject=subject)
+            event = self.append_audit(session, "revoke", subject=subject)
+            self._seal_state(user, event.seq)
+            self.bump_revision(session)
         self._purge_wal()
 
     def _purge_wal(self) -> None:
@@ -332,62 +483,263 @@ class TemplateStore:
             with self.engine.connect() as conn:  # outside any transaction, or it cannot run
                 conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    # --- verification policy --------------------------------------------------------------
+    # --- authenticated state and revision -------------------------------------------------
 
-    def check_not_locked(self, user_id: str) -> None:
-        """Raise :class:`UserLocked` (exit 1) while the lockout policy bars ``user_id``.
+    def _seal_state(self, user: User, seq: int | None) -> None:
+        state.seal(self._state_key, user, _uids(user), seq)
 
-        A refused attempt is audited. Unknown ids raise :class:`UnknownUser`.
-        """
-        name, subject = self._pseudonym(user_id)
-        now_us = self._now_us()
+    def _check_state(self, session: Session, user: User, name: str) -> None:
+        state.check(session, self._state_key, user, _uids(user), name)
+
+    @staticmethod
+    def _revision(session: Session) -> int:
+        meta = session.get(Meta, REVISION_META)
+        return int(meta.value) if meta is not None else 0
+
+    def bump_revision(self, session: Session) -> None:
+        """Tell running services that references changed (enrol, replace, revoke, delete,
+        rotate). Not a security control: a service validates every candidate it accepts
+        against the user's authenticated state, so a stale or forged revision can delay
+        what it sees, never make it accept a removed reference."""
+        session.merge(Meta(name=REVISION_META, value=str(self._revision(session) + 1).encode()))
+
+    def revision(self) -> int:
+        """Current store revision (a cheap read: services poll it before every decision)."""
         with read_session(self.engine) as session:
-            remaining = self.policy.locked_for_s(self._find(session, name, subject), now_us)
-        if remaining <= 0:
-            return
-        with write_session(self.engine) as session:
-            self.append_audit(session, "refused", subject=subject, decision="locked")
-        raise UserLocked(
-            f"user {name} is locked after {self.policy.max_failures} failed attempts; "
-            f"try again in {max(1, round(remaining / 60))} min or ask an operator to unlock"
-        )
+            return self._revision(session)
 
-    def record_verification(
-        self, user_id: str | None, *, accepted: bool, score: float, mode: str
-    ) -> None:
-        """Audit a decision; a 1:1 (``mode="verify"``) outcome also feeds the lockout counter.
+    def _seal_legacy_rows(self) -> None:
+        """Authenticate rows written before user state had a MAC, once (schema 0001 → 0002).
 
-        ``user_id`` is the claimed id (1:1), the best match (1:N) or ``None`` (no match).
+        Stores created by this version carry a MAC'd marker from their first transaction;
+        an upgraded store gets it here, with an ``upgrade`` audit event. Without the marker
+        the store is only taken for a legacy one if no user row has a MAC and no ``upgrade``
+        event was ever logged: otherwise someone removed the marker (to have edited rows
+        sealed as legacy ones), which is tampering.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        decision = "accept" if accepted else "reject"
+        marker = _state_marker(self._state_key)
+        with read_session(self.engine) as session:
+            meta = session.get(Meta, STATE_META)
+            if meta is not None:
+                if hmac.compare_digest(bytes(meta.value), marker):
+                    return
+                raise InvalidRecord(
+                    "the store's state marker was edited: the store was tampered with"
+                )
+            sealed = session.scalar(select(func.count(User.id)).where(User.state_mac.is_not(None)))
+            upgraded = session.scalar(
+                select(func.count(AuditEvent.seq)).where(AuditEvent.event == "upgrade")
+            )
+            if sealed or upgraded:
+                raise InvalidRecord(
+                    "the store's state marker is missing: the store was tampered with"
+                )
+        with write_session(self.engine) as session:
+            users = session.scalars(select(User).options(selectinload(User.templates))).all()
+            for user in users:
+                newest = session.scalar(
+                    select(func.max(AuditEvent.seq)).where(AuditEvent.subject == user.pseudonym)
+                )
+                self._seal_state(user, newest)
+            self.append_audit(session, "upgrade", detail=f"sealed {len(users)} user states")
+            session.merge(Meta(name=STATE_META, value=marker))
+
+    @staticmethod
+    def _head_seq(session: Session) -> int:
+        return int(session.scalar(select(func.max(AuditEvent.seq))) or 0)
+
+    # --- claims ---------------------------------------------------------------------------
+
+    def settle_verify(
+        self,
+        identity: tuple[str, str],
+        *,
+        score: float,
+        accepted: bool,
+        uids: Collection[str],
+        revision: int | None,
+        terminal: str = "local",
+    ) -> Outcome:
+        """Record a 1:1 decision in ONE write transaction, after checking it may stand.
+
+        ``identity`` is :meth:`identity` of the claimed id. The caller scored the probe against
+        the references it holds for that id (their ``uids``) at store ``revision``. Inside the transaction, under the store's write lock:
+        the revision and the user's authenticated state are checked (:class:`StaleReferences`
+        when the caller must reload and score again), the lockout policy is applied, the
+        counters are updated and the decision audited. So the lock check and the failure count
+        can never be split by a concurrent claim, and a process killed at any point leaves
+        either all of it or none. An unknown or revoked id, or a locked one, costs the same
+        single transaction (one audit event, one row write) as an accepted claim.
+        """
+        name, subject = identity
+        _check_score(score)
         now_us = self._now_us()
         with write_session(self.engine) as session:
-            subject = None
-            if user_id is not None:
-                name, subject = self._pseudonym(user_id)
-                user = self._find(session, name, subject)
-                if mode == "verify":
-                    if accepted:
-                        LockoutPolicy.reset(user)
-                    elif self.policy.register_failure(user, now_us):
-                        self.append_audit(session, "lockout", subject=subject, decision="locked")
-            self.append_audit(session, mode, subject=subject, decision=decision, score=float(score))
+            self._require_revision(session, revision)
+            user = session.scalar(
+                select(User).where(User.pseudonym == subject).options(selectinload(User.templates))
+            )
+            if user is None:
+                self._count_terminal_failure(session, terminal, now_us)
+                self.append_audit(session, "verify", subject=subject, decision="unknown")
+                return Outcome("unknown", name)
+            self._check_state(session, user, name)
+            if user.status != "active":
+                event = self.append_audit(session, "verify", subject=subject, decision="revoked")
+                self._seal_state(user, event.seq)
+                return Outcome("revoked", name)
+            if set(uids) != set(_uids(user)):
+                raise StaleReferences("the user's references changed during the claim")
+            remaining = self.policy.locked_for_s(user, now_us)
+            if remaining > 0:
+                event = self.append_audit(session, "refused", subject=subject, decision="locked")
+                self._seal_state(user, event.seq)
+                return Outcome("locked", name, remaining)
+            if accepted:
+                LockoutPolicy.reset(user)
+            elif self.policy.register_failure(user, now_us):
+                self.append_audit(session, "lockout", subject=subject, decision="locked")
+            event = self.append_audit(
+                session,
+                "verify",
+                subject=subject,
+                decision="accept" if accepted else "reject",
+                score=float(score),
+            )
+            self._seal_state(user, event.seq)
+            return Outcome("accept" if accepted else "reject", name)
+
+    def settle_identify(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        threshold: float,
+        best_score: float,
+        revision: int | None,
+        terminal: str = "local",
+    ) -> Outcome:
+        """Record a 1:N decision in one write transaction: the best *eligible* candidate wins.
+
+        ``candidates`` are the caller's re-scored shortlist (best first). A candidate at or
+        above ``threshold`` whose user is locked is refused (audited for that user) and never
+        returned; the next one may still match. Each candidate's user state is authenticated
+        and its capture must still be among the user's references. A failed 1:N attempt
+        counts against the *terminal* that made it (a kiosk, the CLI host), since nobody
+        claimed an identity: ``TERMINAL_FACTOR`` × the per-user limit of failures in the
+        window pauses 1:N on that terminal for the lockout duration (1:1 keeps working).
+        """
+        _check_score(best_score)
+        now_us = self._now_us()
+        with write_session(self.engine) as session:
+            self._require_revision(session, revision)
+            guard = self._terminal(session, terminal)
+            if self.policy.locked_for_s(guard, now_us) > 0:
+                self.append_audit(session, "refused", decision="terminal locked")
+                return Outcome("locked", None, self.policy.locked_for_s(guard, now_us))
+            for candidate in candidates:
+                if candidate.score < threshold:
+                    break
+                user = session.scalar(
+                    select(User)
+                    .where(User.id == candidate.user_pk)
+                    .options(selectinload(User.templates))
+                )
+                if user is None or user.status != "active" or candidate.uid not in _uids(user):
+                    raise StaleReferences("a candidate's references changed during the claim")
+                name = self._name(user)
+                self._check_state(session, user, name)
+                if self.policy.locked_for_s(user, now_us) > 0:
+                    event = self.append_audit(
+                        session, "refused", subject=user.pseudonym, decision="locked"
+                    )
+                    self._seal_state(user, event.seq)
+                    continue
+                LockoutPolicy.reset(user)
+                event = self.append_audit(
+                    session,
+                    "identify",
+                    subject=user.pseudonym,
+                    decision="accept",
+                    score=float(candidate.score),
+                )
+                self._seal_state(user, event.seq)
+                LockoutPolicy.reset(guard)
+                self._store_terminal(session, terminal, guard, event.seq)
+                return Outcome("accept", name, score=candidate.score)
+            self._count_terminal_failure(session, terminal, now_us, guard)
+            self.append_audit(session, "identify", decision="reject", score=float(best_score))
+            return Outcome("reject", None)
+
+    def _require_revision(self, session: Session, revision: int | None) -> None:
+        if revision is not None and self._revision(session) != revision:
+            raise StaleReferences("the store changed since the references were loaded")
+
+    def _terminal(self, session: Session, terminal: str) -> Guard:
+        """The authenticated failure counter of one terminal (a fresh one if none)."""
+        meta = session.get(Meta, self._terminal_key(terminal))
+        if meta is None:
+            return Guard()
+        return Guard.from_bytes(self._state_key, bytes(meta.value))
+
+    def _terminal_key(self, terminal: str) -> str:
+        digest = hmac.new(self._state_key, terminal.encode(), hashlib.sha256).hexdigest()
+        return f"terminal:{digest[:32]}"
+
+    def _store_terminal(self, session: Session, terminal: str, guard: Guard, seq: int) -> None:
+        value = guard.to_bytes(self._state_key, seq)
+        session.merge(Meta(name=self._terminal_key(terminal), value=value))
+
+    def _count_terminal_failure(
+        self, session: Session, terminal: str, now_us: int, guard: Guard | None = None
+    ) -> None:
+        guard = guard or self._terminal(session, terminal)
+        terminal_policy = LockoutPolicy(
+            max_failures=self.policy.max_failures * TERMINAL_FACTOR,
+            window_s=self.policy.window_s,
+            lockout_s=self.policy.lockout_s,
+        )
+        terminal_policy.register_failure(guard, now_us)
+        self._store_terminal(session, terminal, guard, self._head_seq(session) + 1)
 
     def unlock(self, user_id: str) -> None:
         """Clear a lockout (operator action, audited)."""
         name, subject = self._pseudonym(user_id)
         with write_session(self.engine) as session:
-            LockoutPolicy.reset(self._find(session, name, subject))
-            self.append_audit(session, "unlock", subject=subject)
+            user = self._find(session, name, subject)
+            self._check_state(session, user, name)
+            LockoutPolicy.reset(user)
+            event = self.append_audit(session, "unlock", subject=subject)
+            self._seal_state(user, event.seq)
 
     # --- audit ----------------------------------------------------------------------------
 
-    def audit_verify(self) -> audit.ChainReport:
-        """Check the whole audit chain (see :func:`enrollment.audit.verify`)."""
+    def audit_verify(self, expect_head: str | None = None) -> audit.ChainReport:
+        """Check the whole audit chain and every user's state against it.
+
+        Beyond :func:`enrollment.audit.verify` (links, numbering, head): a store that has a
+        deployment secret must prove a chain from its ``init`` event, every user row must
+        carry a valid MAC and name the newest audit event of its pseudonym, and with
+        ``expect_head`` (``SEQ:MAC`` as printed earlier and kept elsewhere) the log must still
+        contain that event unchanged, which is what detects a truncated log whose head was
+        copied back from an older state.
+        """
         with read_session(self.engine) as session:
-            return audit.verify(session, self._audit_key)
+            report = audit.verify(session, self._audit_key)
+            first = session.get(AuditEvent, 1)
+            if first is None or first.event != "init":
+                report.note("the audit log does not start with the store's init event (erased)")
+            if expect_head is not None:
+                audit.check_expected_head(session, report, expect_head)
+            users = session.scalars(select(User).options(selectinload(User.templates))).all()
+            for user in users:
+                reason = state.problem(session, self._state_key, user, _uids(user))
+                if reason is not None:
+                    report.note(f"user row {user.id} {reason}")
+                elif (user.state_seq or 0) > report.head_seq:
+                    report.note(
+                        f"user row {user.id} names event {user.state_seq}, past the log's end"
+                    )
+            return report
 
     def audit_events(self, limit: int | None = None) -> list[dict[str, Any]]:
         with read_session(self.engine) as session:
@@ -396,17 +748,99 @@ class TemplateStore:
     # --- keys -----------------------------------------------------------------------------
 
     def key_usage(self, session: Session | None = None) -> Counter[str]:
-        """How many sealed records each key id protects (templates, names, the secret)."""
+        """How many sealed records each key id protects: templates, pre-filter records, names
+        and the deployment secret. ``keys list`` and ``keys rotate`` both count with this."""
         if session is None:
             with read_session(self.engine) as own:
                 return self.key_usage(own)
         usage: Counter[str] = Counter()
-        for column in (Template.key_id, User.name_key_id):
+        for column in (TemplateRecord.key_id, User.name_key_id):
             usage.update(dict(session.execute(select(column, func.count()).group_by(column)).all()))
+        usage.update(
+            dict(
+                session.execute(
+                    select(TemplateRecord.key_id, func.count())
+                    .where(TemplateRecord.features.is_not(None))
+                    .group_by(TemplateRecord.key_id)
+                ).all()
+            )
+        )
         secret = session.get(Meta, SECRET_META)
         if secret is not None:
             usage[key_id_of(secret.value)] += 1
         return usage
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One enrolled capture as a service cache sees it (see :meth:`TemplateStore.references`)."""
+
+    row_id: int
+    user_pk: int
+    subject: str
+    uid: str
+    features: bytes | None
+    template: bytes | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A re-scored 1:N candidate: the user row, the capture that scored and its score."""
+
+    user_pk: int
+    uid: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the store recorded for a claim: accept, reject, locked, unknown or revoked."""
+
+    decision: str
+    user_id: str | None
+    locked_for_s: float = 0.0
+    score: float | None = None
+
+
+@dataclass
+class Guard:
+    """Failure counter of a terminal for 1:N attempts, stored MAC'd in ``store_meta``."""
+
+    failed_attempts: int = 0
+    failure_window_start_us: int | None = None
+    locked_until_us: int | None = None
+
+    def to_bytes(self, key: bytes, seq: int) -> bytes:
+        body = [self.failed_attempts, self.failure_window_start_us, self.locked_until_us, seq]
+        text = json.dumps(body, separators=(",", ":"))
+        tag = hmac.new(key, b"terminal v1\n" + text.encode(), hashlib.sha256).hexdigest()
+        return json.dumps({"state": body, "mac": tag}).encode()
+
+    @classmethod
+    def from_bytes(cls, key: bytes, value: bytes) -> Guard:
+        try:
+            stored = json.loads(value)
+            body, tag = stored["state"], stored["mac"]
+            text = json.dumps(body, separators=(",", ":"))
+            failed, start, until, _ = body
+        except (ValueError, KeyError, TypeError):
+            raise InvalidRecord("a terminal's failure counter is malformed") from None
+        expected = hmac.new(key, b"terminal v1\n" + text.encode(), hashlib.sha256).hexdigest()
+        if not isinstance(tag, str) or not hmac.compare_digest(tag, expected):
+            raise InvalidRecord(
+                "a terminal's failure counter was edited: the store was tampered with"
+            )
+        return cls(int(failed), start, until)
+
+
+def _uids(user: User) -> list[str]:
+    return [t.uid for t in user.templates]
+
+
+def _check_score(score: float) -> None:
+    if not math.isfinite(score):
+        raise ValueError("a decision score must be a finite number")
 
 
 def _unlock(
@@ -447,6 +881,7 @@ def _initialise(
         session.add(Meta(name=KDF_META, value=json.dumps(kdf).encode()))
     session.add(Meta(name=SECRET_META, value=seal(keyring, secret, context("deployment-secret"))))
     session.add(Meta(name=PRIMARY_META, value=keyring.primary.id))
+    session.add(Meta(name=STATE_META, value=_state_marker(_subkey(secret, b"state"))))
     audit.append(
         session,
         _subkey(secret, b"audit"),
@@ -455,3 +890,7 @@ def _initialise(
         detail=f"key {keyring.primary.id.hex()}",
     )
     return keyring, secret, kdf
+
+
+def _state_marker(state_key: bytes) -> bytes:
+    return hmac.new(state_key, b"state macs on", hashlib.sha256).hexdigest().encode()

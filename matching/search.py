@@ -1,90 +1,216 @@
-"""1:N identification: a cheap embedding pre-filter, then the full matcher on the top candidates.
+"""1:N search: the pre-filter over contiguous matrices, then the full matcher on a shortlist.
 
-The full matcher costs milliseconds per comparison, too slow for 10,000 references per probe.
-Each template is therefore also summarised by a fixed-length, translation-invariant embedding
-(:func:`embedding`), held in one numpy matrix; after centring on the gallery mean, one
-matrix-vector product ranks the whole gallery by cosine similarity, and only the
-``shortlist`` best candidates are registered and scored by the full matcher.
+:class:`Gallery` keeps the pre-filter vectors (:mod:`matching.prefilter`) of every enrolled
+capture in a few contiguous arrays, so ranking 100,000 captures is two matrix-vector
+products, not a Python loop. :meth:`Gallery.shortlist` returns the captures worth the full
+matcher: the best ``k`` by rotation-searched polar signature (found among the best
+``POLAR_STAGE`` by its rotation-invariant magnitudes) and the best ``k`` by spectral
+embedding, interleaved so the most likely captures are scored first. :func:`rescore` then runs
+:func:`matching.compare` on them, stopping early once a capture scores far above any impostor.
+
+Rows are added and removed in place (removal leaves a hole that :meth:`Gallery.compact`
+reclaims), so a long-running service follows enrolments without rebuilding the gallery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 
-import cv2
 import numpy as np
 
 from biometrics.template import Template
+from matching.prefilter import ANGLES, POLAR_FREQS, RINGS, Prefilter, polar_similarity
 from matching.score import compare
 
-#: Embedding grid: centreline points binned into GRID×GRID cells of CELL canonical pixels.
-CELL = 8
-GRID = 128
-#: Lowest FREQS×FREQS spatial frequencies (both signs of the vertical one) are kept.
-FREQS = 16
-#: Candidates that the full matcher re-scores.
-SHORTLIST = 24
-
-
-def embedding(template: Template) -> np.ndarray:
-    """Translation-invariant summary of a template: log-magnitude spectrum of its centreline.
-
-    The Fourier magnitude ignores where the vessel pattern sits in the frame (so an optic
-    disc found in the wrong place costs nothing) while keeping the orientations and spacings
-    of the vessels, which differ between eyes. float32, length ``2·FREQS²``.
-    """
-    grid = np.zeros((GRID, GRID), np.float32)
-    ij = np.floor((template.points + GRID * CELL / 2) / CELL).astype(np.int64)
-    ok = ((ij >= 0) & (ij < GRID)).all(axis=1)
-    np.add.at(grid, (ij[ok, 1], ij[ok, 0]), 1.0)
-    grid = cv2.GaussianBlur(grid, (0, 0), 1.0)
-    spectrum = np.abs(np.fft.rfft2(grid))
-    low = np.concatenate([spectrum[:FREQS, :FREQS], spectrum[-FREQS:, :FREQS]])
-    return np.log1p(low).ravel().astype(np.float32)
+#: Captures taken from each pre-filter ranking for the full matcher.
+SHORTLIST = 8
+#: Captures whose exact polar rotation search runs (ranked by rotation-invariant magnitudes).
+POLAR_STAGE = 256
+#: A capture scoring this much ends the re-scoring: impostor scores stay below ~0.35.
+EARLY_ACCEPT = 0.6
 
 
 @dataclass(frozen=True)
-class Match:
-    """One ranked candidate of an identification."""
+class Scored:
+    """One re-scored capture of a 1:N search."""
 
-    identity: str
+    key: int
+    owner: int
     score: float
 
 
 class Gallery:
-    """Enrolled references kept in memory for 1:N search (templates + embedding matrix)."""
+    """Pre-filter vectors of enrolled captures, each row tagged with a key and an owner.
 
-    def __init__(self, entries: Sequence[tuple[str, Sequence[Template]]]) -> None:
-        self.ids: list[str] = []
-        self.templates: list[Template] = []
-        for identity, refs in entries:
-            for ref in refs:
-                self.ids.append(identity)
-                self.templates.append(ref)
-        matrix = np.stack([embedding(t) for t in self.templates]) if self.templates else None
-        self.centre = matrix.mean(axis=0) if matrix is not None else None
-        self.matrix = _unit_rows(matrix - self.centre) if matrix is not None else None
+    ``key`` identifies the capture (the store's template row id) and ``owner`` its identity
+    (the user row id); both are integers so that they live in numpy arrays too.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._size = 0
+        self._alive = 0
+        self._position: dict[int, int] = {}
+        self._allocate(max(16, capacity), spectral_dim=0)
+        self._centre: np.ndarray | None = None
+
+    def _allocate(self, capacity: int, spectral_dim: int) -> None:
+        self.keys = np.full(capacity, -1, np.int64)
+        self.owners = np.full(capacity, -1, np.int64)
+        self.polar = np.zeros((capacity, RINGS, ANGLES), np.float16)
+        self.magnitude = np.zeros((capacity, RINGS * POLAR_FREQS), np.float32)
+        self.spectral = np.zeros((capacity, spectral_dim), np.float32)
+        self._spectral_norm = np.ones(capacity, np.float32)
 
     def __len__(self) -> int:
-        return len(set(self.ids))
+        return self._alive
 
-    def identify(self, probe: Template, *, shortlist: int = SHORTLIST) -> list[Match]:
-        """Candidates ranked by full-matcher score (best first), one per identity."""
-        if not self.templates:
-            return []
-        order = np.arange(len(self.templates))
-        if len(order) > shortlist:
-            sims = self.matrix @ _unit_rows((embedding(probe) - self.centre)[None])[0]
-            order = np.argpartition(-sims, shortlist - 1)[:shortlist]
-        best: dict[str, float] = {}
-        for i in order:
-            score = compare(self.templates[i], probe)
-            if score > best.get(self.ids[i], -1.0):
-                best[self.ids[i]] = score
-        return [Match(k, v) for k, v in sorted(best.items(), key=lambda kv: -kv[1])]
+    def __contains__(self, key: int) -> bool:
+        return key in self._position
+
+    @property
+    def capacity(self) -> int:
+        return len(self.keys)
+
+    def add(self, keys: Sequence[int], owners: Sequence[int], vectors: Sequence[Prefilter]) -> None:
+        """Append captures (a key already present is replaced)."""
+        self.remove([k for k in keys if k in self._position])
+        if not keys:
+            return
+        n = len(keys)
+        dim = vectors[0].spectral.size
+        if self.spectral.shape[1] != dim:
+            if self._size:
+                raise ValueError("pre-filter vectors of another size than the gallery's")
+            self.spectral = np.zeros((self.capacity, dim), np.float32)
+        if self._size + n > self.capacity:
+            self._grow(self._size + n)
+        rows = slice(self._size, self._size + n)
+        self.keys[rows] = keys
+        self.owners[rows] = owners
+        self.polar[rows] = np.stack([v.polar for v in vectors])
+        self.magnitude[rows] = np.stack([v.polar_magnitude for v in vectors])
+        self.spectral[rows] = np.stack([v.spectral for v in vectors])
+        if self._centre is None:
+            self._centre = self.spectral[rows].mean(axis=0)
+        self._spectral_norm[rows] = np.linalg.norm(self.spectral[rows] - self._centre, axis=1)
+        for i, key in enumerate(keys):
+            self._position[int(key)] = self._size + i
+        self._size += n
+        self._alive += n
+
+    def remove(self, keys: Iterable[int]) -> None:
+        """Drop captures by key (unknown keys are ignored)."""
+        for key in keys:
+            pos = self._position.pop(int(key), None)
+            if pos is not None:
+                self.keys[pos] = self.owners[pos] = -1
+                self._alive -= 1
+        if self._size > 64 and self._alive < self._size // 2:
+            self.compact()
+
+    def compact(self) -> None:
+        """Close the holes left by removals and re-centre the spectral embedding."""
+        live = np.flatnonzero(self.keys[: self._size] >= 0)
+        n = len(live)
+        for name in ("keys", "owners", "polar", "magnitude", "spectral"):
+            arr = getattr(self, name)
+            arr[:n] = arr[live]
+            arr[n : self._size] = -1 if arr.dtype == np.int64 else 0
+        self._size = n
+        self._position = {int(k): i for i, k in enumerate(self.keys[:n])}
+        self._centre = self.spectral[:n].mean(axis=0) if n else None
+        if n:
+            self._spectral_norm[:n] = np.linalg.norm(self.spectral[:n] - self._centre, axis=1)
+
+    def _grow(self, needed: int) -> None:
+        old = (
+            self.keys,
+            self.owners,
+            self.polar,
+            self.magnitude,
+            self.spectral,
+            self._spectral_norm,
+        )
+        self._allocate(max(needed, 2 * self.capacity), spectral_dim=self.spectral.shape[1])
+        for new, prev in zip(
+            (
+                self.keys,
+                self.owners,
+                self.polar,
+                self.magnitude,
+                self.spectral,
+                self._spectral_norm,
+            ),
+            old,
+            strict=True,
+        ):
+            new[: self._size] = prev[: self._size]
+
+    def shortlist(self, probe: Prefilter, k: int = SHORTLIST) -> np.ndarray:
+        """Keys of the captures worth the full matcher, most promising first."""
+        n = self._size
+        if self._alive == 0:
+            return np.zeros(0, np.int64)
+        dead = self.keys[:n] < 0
+        # Polar: rotation-invariant magnitudes rank everyone, the exact rotation search the best.
+        coarse = self.magnitude[:n] @ probe.polar_magnitude
+        coarse[dead] = -np.inf
+        stage = _top(coarse, POLAR_STAGE)
+        stage = stage[~dead[stage]]
+        exact = polar_similarity(self.polar[stage].astype(np.float32), probe.polar)
+        by_polar = stage[np.argsort(-exact, kind="stable")[:k]]
+        # Spectral: cosine after centring on the gallery mean.
+        q = probe.spectral - self._centre
+        q /= max(float(np.linalg.norm(q)), 1e-9)
+        spectral = (self.spectral[:n] @ q - float(self._centre @ q)) / np.maximum(
+            self._spectral_norm[:n], 1e-9
+        )
+        spectral[dead] = -np.inf
+        by_spectral = _top(spectral, k)
+        by_spectral = by_spectral[~dead[by_spectral]]
+        by_spectral = by_spectral[np.argsort(-spectral[by_spectral], kind="stable")]
+        order: dict[int, None] = {}  # interleaved, first occurrence kept (at most 2k entries)
+        for pair in zip_longest(by_polar.tolist(), by_spectral.tolist()):
+            order.update((i, None) for i in pair if i is not None)
+        return self.keys[list(order)]
+
+    def owner_of(self, key: int) -> int:
+        return int(self.owners[self._position[key]])
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+def rescore(
+    probe: Template,
+    keys: Sequence[int],
+    owners: Callable[[int], int],
+    references: Callable[[Sequence[int]], dict[int, Template]],
+    *,
+    early_accept: float = EARLY_ACCEPT,
+) -> list[Scored]:
+    """Full-matcher scores of shortlisted captures, best first, one (the best) per owner.
+
+    ``references`` fetches templates for keys in one call; stops once a capture reaches
+    ``early_accept`` (a second identity above that score would be an enrolment duplicate,
+    which ``retauth dedup`` finds).
+    """
+    templates = references(list(keys))
+    best: dict[int, Scored] = {}
+    for key in keys:
+        ref = templates.get(int(key))
+        if ref is None:
+            continue
+        owner = owners(int(key))
+        score = compare(ref, probe)
+        if owner not in best or score > best[owner].score:
+            best[owner] = Scored(int(key), owner, score)
+        if score >= early_accept:
+            break
+    return sorted(best.values(), key=lambda s: -s.score)
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values (unordered), all of them when there are fewer."""
+    if len(values) <= k:
+        return np.arange(len(values))
+    return np.argpartition(-values, k - 1)[:k]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from biometrics.settings import load_settings
 from enrollment import KeyInUse, TemplateStore
 from enrollment.errors import InvalidRecord, KeyConfigError
-from enrollment.models import Meta, Template
+from enrollment.models import Meta, TemplateRecord
 from enrollment.record import created_of, key_id_of
 from enrollment.rotation import TARGET_META, retire, rotate
 
@@ -20,7 +20,7 @@ T1, T2 = b"one" * 100, b"two" * 100
 
 def _records(store: TemplateStore) -> list[bytes]:
     with store.engine.connect() as conn:
-        return [bytes(r) for r in conn.execute(select(Template.record)).scalars()]
+        return [bytes(r) for r in conn.execute(select(TemplateRecord.record)).scalars()]
 
 
 def test_rotate_with_key_file(store: TemplateStore, clock, isolated_env) -> None:
@@ -31,7 +31,8 @@ def test_rotate_with_key_file(store: TemplateStore, clock, isolated_env) -> None
     old_id = store.keyring.primary.id.hex()
     result = rotate(store)
     new_id = store.keyring.primary.id.hex()
-    assert result == {"key_id": new_id, "reencrypted": 5, "resumed": False}
+    # 3 templates, 2 names and the deployment secret: the count key_usage() gives too
+    assert result == {"key_id": new_id, "reencrypted": 6, "resumed": False, "corrupt_rows": []}
     after = _records(store)
     assert {key_id_of(r) for r in after} == {new_id}
     assert [created_of(r) for r in after] == [created_of(r) for r in before] == [1_700_000_000] * 3
@@ -72,7 +73,7 @@ def test_retire_refused_while_records_use_key(store: TemplateStore) -> None:
     old_id = store.keyring.primary.id.hex()
     rotate(store)
     with store.engine.begin() as conn:  # simulate a record written by a stale process
-        conn.execute(Template.__table__.update().values(key_id=old_id))
+        conn.execute(TemplateRecord.__table__.update().values(key_id=old_id))
     with pytest.raises(KeyInUse, match="still protects 1 records"):
         retire(store, old_id)
 
@@ -85,7 +86,7 @@ def test_rotate_env_keys(db_url: str, monkeypatch) -> None:
         s.enroll("alice", [T1])
     monkeypatch.setenv("RETAUTH_KEY", f"{new},{old}")
     with TemplateStore.open(load_settings(db_url=db_url)) as s:
-        assert rotate(s)["reencrypted"] == 2
+        assert rotate(s)["reencrypted"] == 3
         result = retire(s, s.keyring.keys[1].id.hex())
         assert not result["removed_from_source"] and result["source"] == "RETAUTH_KEY"
     monkeypatch.setenv("RETAUTH_KEY", new)

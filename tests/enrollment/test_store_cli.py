@@ -111,7 +111,7 @@ def test_keys_rotate_list_retire(url: str, isolated_env) -> None:
     assert code == 0 and len(doc["keys"]) == 1 and doc["keys"][0]["records"] == 6
     old = doc["keys"][0]["key_id"]
     code, rotated = run_json("keys", "rotate", "--db", url)
-    assert code == 0 and rotated["reencrypted"] == 5 and rotated["key_id"] != old
+    assert code == 0 and rotated["reencrypted"] == 6 and rotated["key_id"] != old
     assert run("keys", "retire", rotated["key_id"], "--db", url)[0] == 2  # the primary
     code, doc = run_json("keys", "retire", old, "--db", url)
     assert code == 0 and doc["removed_from_source"]

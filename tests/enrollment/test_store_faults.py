@@ -101,7 +101,12 @@ def test_killed_mid_rotation_resumes(db_url: str, clock) -> None:
         assert all(store.templates(f"user{i}") == OLD for i in range(3))
         _check_consistent(store)
         result = rotate(store)
-        assert result == {"key_id": new_key, "reencrypted": 9, "resumed": True}
+        assert result == {
+            "key_id": new_key,
+            "reencrypted": 10,
+            "resumed": True,
+            "corrupt_rows": [],
+        }
         assert store.key_usage() == {new_key: 10}
         with store.engine.connect() as conn:
             records = conn.exec_driver_sql("SELECT record FROM templates").scalars().all()

@@ -6,12 +6,13 @@ import base64
 import logging
 
 import pytest
+from claims import settle
 from sqlalchemy import text, update
 
 from biometrics.errors import RetauthError
 from biometrics.settings import load_settings
 from enrollment import TemplateStore
-from enrollment.models import Template
+from enrollment.models import TemplateRecord
 from enrollment.rotation import rotate
 
 KEY = b"\x5a" * 32
@@ -36,7 +37,7 @@ def test_nothing_secret_in_logs_or_errors(fresh_url: str, monkeypatch, caplog) -
     messages: list[str] = []
     with TemplateStore.open(load_settings(db_url=fresh_url)) as store:
         store.enroll("carol", [TEMPLATE])
-        store.record_verification("carol", accepted=False, score=0.2, mode="verify")
+        settle(store, "carol", accepted=False, score=0.2)
         rotate(store)
         for attempt in (
             lambda: store.enroll("carol", [TEMPLATE]),
@@ -47,7 +48,7 @@ def test_nothing_secret_in_logs_or_errors(fresh_url: str, monkeypatch, caplog) -
                 attempt()
             messages.append(str(info.value))
         with store.engine.begin() as conn:
-            conn.execute(update(Template).values(record=b"RTR\x01" + b"\x00" * 60))
+            conn.execute(update(TemplateRecord).values(record=b"RTR\x01" + b"\x00" * 60))
         with pytest.raises(RetauthError) as info:
             store.templates("carol")
         messages.append(str(info.value))

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from claims import settle
 from sqlalchemy import create_engine, select, text, update
 
 from biometrics.errors import InputError, StoreError
@@ -17,10 +18,10 @@ from enrollment import (
     TemplateStore,
     UnknownUser,
     UserExists,
-    UserLocked,
     UserRevoked,
 )
-from enrollment.models import Template, User
+from enrollment.errors import StaleReferences
+from enrollment.models import TemplateRecord, User
 
 T1, T2, T3 = b"template-one" * 50, b"template-two" * 50, b"template-three" * 50
 
@@ -33,7 +34,10 @@ def test_round_trip(store: TemplateStore) -> None:
     store.enroll("alice", [T1, T2])
     store.enroll("bob", [T3])
     assert store.templates("alice") == [T1, T2]
-    assert store.gallery() == [("alice", [T1, T2]), ("bob", [T3])]
+    revision, index = store.reference_index()
+    assert store.open_references([row for row, _ in index]) == dict(
+        zip([row for row, _ in index], [T1, T2, T3], strict=True)
+    )
     listed = store.users()
     assert [(u["user"], u["n_templates"], u["status"]) for u in listed] == [
         ("alice", 2, "active"),
@@ -77,7 +81,7 @@ def test_duplicate_enrol_leaves_db_unchanged(db_url: str, snapshot) -> None:
     assert snapshot(db_url) == before
 
 
-@pytest.mark.parametrize("action", ["templates", "delete", "revoke", "unlock", "check_not_locked"])
+@pytest.mark.parametrize("action", ["templates", "delete", "revoke", "unlock"])
 def test_unknown_user_leaves_db_unchanged(db_url: str, action: str, snapshot) -> None:
     with _reopen(db_url) as s:
         s.enroll("alice", [T1])
@@ -112,7 +116,7 @@ def test_replace_renews_reference(store: TemplateStore, db_url: str) -> None:
     assert store.templates("alice") == [T3]
     with store.engine.connect() as conn:
         assert conn.execute(select(User.reference)).scalar_one() != old
-        assert conn.execute(select(Template.id)).all().__len__() == 1
+        assert conn.execute(select(TemplateRecord.id)).all().__len__() == 1
 
 
 def test_revoke_then_reenrol(store: TemplateStore) -> None:
@@ -120,7 +124,7 @@ def test_revoke_then_reenrol(store: TemplateStore) -> None:
     store.revoke("alice")
     with pytest.raises(UserRevoked):
         store.templates("alice")
-    assert store.gallery() == []
+    assert store.reference_index()[1] == []
     assert store.users()[0]["status"] == "revoked"
     store.enroll("alice", [T2])  # renewal needs no --replace
     assert store.templates("alice") == [T2]
@@ -130,13 +134,13 @@ def test_delete_really_removes(store: TemplateStore, db_url: str) -> None:
     store.enroll("alice", [T1])
     store.enroll("bob", [T2])
     with store.engine.connect() as conn:
-        sealed = conn.execute(select(Template.record)).scalars().first()
+        sealed = conn.execute(select(TemplateRecord.record)).scalars().first()
     store.delete("alice")
     with pytest.raises(UnknownUser):
         store.templates("alice")
     assert [u["user"] for u in store.users()] == ["bob"]
     with store.engine.connect() as conn:
-        assert conn.execute(select(Template.id)).all().__len__() == 1
+        assert conn.execute(select(TemplateRecord.id)).all().__len__() == 1
     if db_url.startswith("sqlite"):  # secure_delete + WAL checkpoint left no copy behind
         path = Path(db_url.removeprefix("sqlite:///"))
         wal = path.with_name(path.name + "-wal")
@@ -173,9 +177,9 @@ def test_passphrase_store(db_url: str, monkeypatch) -> None:
 def test_tampered_template_row(store: TemplateStore) -> None:
     store.enroll("alice", [T1])
     with store.engine.begin() as conn:
-        record = bytearray(conn.execute(select(Template.record)).scalar_one())
+        record = bytearray(conn.execute(select(TemplateRecord.record)).scalar_one())
         record[-1] ^= 0x01
-        conn.execute(update(Template).values(record=bytes(record)))
+        conn.execute(update(TemplateRecord).values(record=bytes(record)))
     with pytest.raises(InvalidRecord, match="failed authentication"):
         store.templates("alice")
 
@@ -187,7 +191,9 @@ def test_template_moved_to_another_user(store: TemplateStore) -> None:
     with store.engine.begin() as conn:
         ids = dict(conn.execute(select(User.id, User.pseudonym)).all())
         alice_id, bob_id = sorted(ids)
-        conn.execute(update(Template).where(Template.user_id == alice_id).values(user_id=bob_id))
+        conn.execute(
+            update(TemplateRecord).where(TemplateRecord.user_id == alice_id).values(user_id=bob_id)
+        )
     with pytest.raises(InvalidRecord):
         store.templates("bob")
 
@@ -197,16 +203,13 @@ def test_lockout_after_failures(db_url: str, clock) -> None:
     with _reopen(db_url, policy=policy, clock=clock) as s:
         s.enroll("alice", [T1])
         for _ in range(2):
-            s.record_verification("alice", accepted=False, score=0.1, mode="verify")
+            assert settle(s, "alice", accepted=False).decision == "reject"
             clock.t += 10
-        s.check_not_locked("alice")
-        s.record_verification("alice", accepted=False, score=0.1, mode="verify")
-        with pytest.raises(UserLocked) as info:
-            s.check_not_locked("alice")
-        assert info.value.exit_code == 1
+        assert settle(s, "alice", accepted=False).decision == "reject"  # the third locks
+        assert settle(s, "alice", accepted=True).decision == "locked"
         assert s.users()[0]["locked"]
         clock.t += 301
-        s.check_not_locked("alice")
+        assert settle(s, "alice", accepted=True).decision == "accept"
         events = [e["event"] for e in s.audit_events()]
         assert events.count("lockout") == 1 and events.count("refused") == 1
         assert s.audit_verify().ok
@@ -216,38 +219,62 @@ def test_failures_outside_window_do_not_lock(store: TemplateStore, clock) -> Non
     store.policy = LockoutPolicy(max_failures=3, window_s=60, lockout_s=300)
     store.enroll("alice", [T1])
     for _ in range(6):
-        store.record_verification("alice", accepted=False, score=0.1, mode="verify")
+        assert settle(store, "alice", accepted=False).decision == "reject"
         clock.t += 40  # two failures per window at most
-    store.check_not_locked("alice")
+    assert settle(store, "alice", accepted=True).decision == "accept"
 
 
-def test_success_and_identify_reset_or_skip_counter(store: TemplateStore) -> None:
+def test_success_resets_and_identify_never_counts_against_a_user(store: TemplateStore) -> None:
     store.policy = LockoutPolicy(max_failures=2, window_s=60, lockout_s=300)
     store.enroll("alice", [T1])
-    store.record_verification("alice", accepted=False, score=0.1, mode="verify")
-    store.record_verification("alice", accepted=True, score=0.9, mode="verify")
-    store.record_verification("alice", accepted=False, score=0.1, mode="verify")
-    store.record_verification("alice", accepted=False, score=0.2, mode="identify")
-    store.record_verification(None, accepted=False, score=0.0, mode="identify")
-    store.check_not_locked("alice")
-    store.record_verification("alice", accepted=False, score=0.1, mode="verify")
-    with pytest.raises(UserLocked):
-        store.check_not_locked("alice")
+    settle(store, "alice", accepted=False)
+    settle(store, "alice", accepted=True)
+    settle(store, "alice", accepted=False)
+    revision = store.reference_index()[0]
+    for _ in range(3):
+        outcome = store.settle_identify([], threshold=0.42, best_score=0.2, revision=revision)
+        assert outcome.decision == "reject"
+    assert settle(store, "alice", accepted=False).decision == "reject"  # second failure locks
+    assert settle(store, "alice", accepted=True).decision == "locked"
     store.unlock("alice")
-    store.check_not_locked("alice")
+    assert settle(store, "alice", accepted=True).decision == "accept"
 
 
-def test_record_verification_rejects_bad_mode_and_score(store: TemplateStore) -> None:
+def test_failed_identifications_pause_the_terminal(store: TemplateStore) -> None:
+    store.policy = LockoutPolicy(max_failures=1, window_s=60, lockout_s=300)
+    store.enroll("alice", [T1])
+    revision = store.reference_index()[0]
+    for _ in range(4):  # TERMINAL_FACTOR x the per-user limit
+        outcome = store.settle_identify(
+            [], threshold=0.42, best_score=0.1, revision=revision, terminal="kiosk-1"
+        )
+        assert outcome.decision == "reject"
+    paused = store.settle_identify(
+        [], threshold=0.42, best_score=0.1, revision=revision, terminal="kiosk-1"
+    )
+    assert paused.decision == "locked"
+    other = store.settle_identify(
+        [], threshold=0.42, best_score=0.1, revision=revision, terminal="kiosk-2"
+    )
+    assert other.decision == "reject"
+    assert settle(store, "alice", accepted=True).decision == "accept"  # 1:1 unaffected
+    assert store.audit_verify().ok
+
+
+def test_settle_rejects_bad_score_and_stale_references(store: TemplateStore) -> None:
     store.enroll("alice", [T1])
     with pytest.raises(ValueError):
-        store.record_verification("alice", accepted=True, score=0.5, mode="guess")
-    with pytest.raises(ValueError):
-        store.record_verification("alice", accepted=True, score=float("nan"), mode="verify")
+        settle(store, "alice", accepted=True, score=float("nan"))
+    identity = store.identity("alice")
+    with pytest.raises(StaleReferences):
+        store.settle_verify(identity, score=0.9, accepted=True, uids=["x"], revision=None)
+    with pytest.raises(StaleReferences):
+        store.settle_verify(identity, score=0.9, accepted=True, uids=[], revision=-5)
 
 
 def test_audit_records_decisions_without_biometrics(store: TemplateStore) -> None:
     store.enroll("alice", [T1])
-    store.record_verification("alice", accepted=True, score=0.875, mode="verify")
+    settle(store, "alice", accepted=True, score=0.875)
     events = store.audit_events()
     assert [e["event"] for e in events] == ["init", "enroll", "verify"]
     assert events[-1]["decision"] == "accept" and events[-1]["score"] == 0.875

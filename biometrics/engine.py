@@ -1,0 +1,277 @@
+"""The verification engine: every 1:1 and 1:N decision of the CLI, the kiosk and the benchmarks.
+
+It owns the reference cache of one process: the pre-filter vectors of every enrolled capture
+(a :class:`~matching.search.Gallery`, loaded once from the sealed records the store keeps beside
+each template) and a small LRU of parsed templates, whose rasters the matcher builds once. It
+follows the store through its revision, read before every decision: an enrolment, replacement,
+revocation, deletion or key rotation by any process is seen by the next claim, at the cost of
+loading only the rows that changed.
+
+A claim is scored against the cache and then *settled* by the store in one write transaction
+that checks the cache was current and the user's state authentic, applies the lockout policy
+and audits the decision (:meth:`~enrollment.store.TemplateStore.settle_verify`). If the
+references changed in between, the engine reloads and scores again.
+
+Equal work: a claim for an unknown, revoked or locked id is scored exactly like a known one:
+against stand-in references (real enrolled captures chosen from the claimed id's pseudonym, so
+they are as warm or as cold in the cache as a real user's), as many as a typical user has, and
+settled by the same single transaction. Response time therefore does not tell whether an id is
+enrolled, revoked or locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from biometrics.template import Template
+from enrollment.errors import (
+    InvalidRecord,
+    StaleReferences,
+    UnknownUser,
+    UserLocked,
+    UserRevoked,
+)
+from enrollment.store import Candidate, Outcome, TemplateStore
+from matching import compare
+from matching.prefilter import Prefilter
+from matching.search import Gallery, rescore
+
+Mode = Literal["1:1", "1:N"]
+
+#: Parsed templates kept per process (each holds its ~2.5 MB matcher raster once built).
+CACHE_SIZE = 32
+#: Times a claim is scored again when the references change under it.
+_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of a verification; ``user_id`` is the claim (1:1) or the match (1:N, if any)."""
+
+    accepted: bool
+    mode: Mode
+    user_id: str | None
+    score: float
+    threshold: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "mode": self.mode,
+            "user": self.user_id,
+            "score": round(self.score, 4),
+            "threshold": self.threshold,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass(frozen=True)
+class _Row:
+    owner: int  # user row id
+    subject: str  # pseudonym
+    uid: str
+
+
+class Engine:
+    """Decisions against one store, with a process-wide reference cache (see module doc).
+
+    Thread-safe: the kiosk's worker threads share one engine.
+    """
+
+    def __init__(
+        self, store: TemplateStore, *, threshold: float, cache_size: int = CACHE_SIZE
+    ) -> None:
+        self.store = store
+        self.threshold = threshold
+        self.gallery = Gallery()
+        self.revision = -1
+        self.problems: dict[int, str] = {}
+        self._rows: dict[int, _Row] = {}
+        self._by_subject: dict[str, list[int]] = {}
+        self._templates: OrderedDict[int, Template] = OrderedDict()
+        self._cache_size = max(1, cache_size)
+        self._lock = threading.RLock()
+        self.sync()
+
+    # --- cache ------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the cache to the store's revision (a no-op when nothing changed)."""
+        with self._lock:
+            if self.store.revision() == self.revision:
+                return
+            revision, index = self.store.reference_index()
+            current = dict(index)
+            gone = [k for k, row in self._rows.items() if current.get(k) != row.uid]
+            self._forget(gone)
+            self._load([k for k in current if k not in self._rows])
+            self.revision = revision
+
+    def _forget(self, keys: Sequence[int]) -> None:
+        self.gallery.remove(keys)
+        for key in keys:
+            row = self._rows.pop(key)
+            self._templates.pop(key, None)
+            self.problems.pop(key, None)
+            siblings = self._by_subject.get(row.subject, [])
+            if key in siblings:
+                siblings.remove(key)
+            if not siblings:
+                self._by_subject.pop(row.subject, None)
+
+    def _load(self, keys: Sequence[int]) -> None:
+        """Load new captures' pre-filter records; compute (and store) those that lack one."""
+        if not keys:
+            return
+        refs = self.store.load_references(keys)
+        computed: dict[int, bytes] = {}
+        add_keys, add_owners, add_vectors = [], [], []
+        for ref in refs:
+            self._rows[ref.row_id] = _Row(ref.user_pk, ref.subject, ref.uid)
+            self._by_subject.setdefault(ref.subject, []).append(ref.row_id)
+            if ref.problem is not None:
+                self.problems[ref.row_id] = ref.problem  # 1:1 for this user fails; 1:N goes on
+                continue
+            if ref.features is None:
+                vector = Prefilter.of(Template.from_bytes(ref.template))
+                computed[ref.row_id] = vector.to_bytes()
+            else:
+                vector = Prefilter.from_bytes(ref.features)
+            add_keys.append(ref.row_id)
+            add_owners.append(ref.user_pk)
+            add_vectors.append(vector)
+        self.gallery.add(add_keys, add_owners, add_vectors)
+        self.store.attach_features(computed)
+
+    def references(self, keys: Sequence[int]) -> dict[int, Template]:
+        """Parsed templates of captures, from the LRU or (in one query) from the store."""
+        with self._lock:
+            out = {}
+            for key in keys:
+                if key in self._templates:
+                    self._templates.move_to_end(key)
+                    out[key] = self._templates[key]
+            missing = [k for k in keys if k not in out]
+            if missing:
+                for key, blob in self.store.open_references(missing).items():
+                    out[key] = self._templates[key] = Template.from_bytes(blob)
+                while len(self._templates) > self._cache_size:
+                    self._templates.popitem(last=False)
+            return out
+
+    def _typical_references(self) -> int:
+        counts = Counter(len(v) for v in self._by_subject.values())
+        return counts.most_common(1)[0][0] if counts else 1
+
+    def _stand_ins(self, subject: str) -> list[int]:
+        """Real captures to score an unknown/revoked id against: as many as a typical user."""
+        keys = sorted(k for k in self._rows if k in self.gallery)
+        if not keys:
+            return []
+        start = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big")
+        n = min(self._typical_references(), len(keys))
+        return [keys[(start + i) % len(keys)] for i in range(n)]
+
+    # --- decisions --------------------------------------------------------------------------
+
+    def enroll(self, user_id: str, templates: Sequence[Template], *, replace: bool = False) -> int:
+        """Store templates with their sealed pre-filter records; the cache follows."""
+        self.store.enroll(
+            user_id,
+            [t.to_bytes() for t in templates],
+            features=[Prefilter.of(t).to_bytes() for t in templates],
+            replace=replace,
+        )
+        self.sync()
+        return len(templates)
+
+    def verify(self, probe: Template, user_id: str, *, terminal: str = "local") -> Decision:
+        """1:1: the best of the claimed id's references decides; one settling transaction."""
+        start = time.perf_counter()
+        identity = self.store.identity(user_id)
+        for attempt in range(_RETRIES):
+            self.sync()
+            with self._lock:
+                keys = list(self._by_subject.get(identity[1], []))
+                broken = [self.problems[k] for k in keys if k in self.problems]
+                if broken:  # refused before anything is recorded: no lockout for a bad record
+                    raise InvalidRecord(f"a reference of user {identity[0]} {broken[0]}")
+                real = bool(keys)
+                scored = keys if real else self._stand_ins(identity[1])
+                uids = [self._rows[k].uid for k in keys]
+                revision = self.revision
+            refs = self.references(scored)
+            scores = [compare(refs[k], probe) for k in scored if k in refs] or [
+                compare(probe, probe)
+            ]
+            score = max(scores) if real else 0.0
+            try:
+                outcome = self.store.settle_verify(
+                    identity,
+                    score=score,
+                    accepted=real and score >= self.threshold,
+                    uids=uids,
+                    revision=revision,
+                    terminal=terminal,
+                )
+            except StaleReferences:
+                if attempt == _RETRIES - 1:
+                    raise
+                continue
+            return self._verdict(outcome, "1:1", identity[0], score, start)
+        raise AssertionError("unreachable")
+
+    def identify(self, probe: Template, *, terminal: str = "local") -> Decision:
+        """1:N: pre-filter, re-score the shortlist, settle the best eligible candidate."""
+        start = time.perf_counter()
+        vector = Prefilter.of(probe)
+        for attempt in range(_RETRIES):
+            self.sync()
+            with self._lock:
+                keys = self.gallery.shortlist(vector).tolist()
+                revision = self.revision
+                rows = {k: self._rows[k] for k in keys}
+            scored = rescore(probe, keys, lambda k, rows=rows: rows[k].owner, self.references)
+            candidates = [Candidate(s.owner, rows[s.key].uid, s.score) for s in scored]
+            best = scored[0].score if scored else 0.0
+            try:
+                outcome = self.store.settle_identify(
+                    candidates,
+                    threshold=self.threshold,
+                    best_score=best,
+                    revision=revision,
+                    terminal=terminal,
+                )
+            except StaleReferences:
+                if attempt == _RETRIES - 1:
+                    raise
+                continue
+            score = outcome.score if outcome.score is not None else best
+            return self._verdict(outcome, "1:N", outcome.user_id, score, start)
+        raise AssertionError("unreachable")
+
+    def _verdict(
+        self, outcome: Outcome, mode: Mode, user_id: str | None, score: float, start: float
+    ) -> Decision:
+        if outcome.decision == "unknown":
+            raise UnknownUser(f"unknown user {user_id}")
+        if outcome.decision == "revoked":
+            raise UserRevoked(f"user {user_id} was revoked; re-enrol to use it again")
+        if outcome.decision == "locked":
+            minutes = max(1, round(outcome.locked_for_s / 60))
+            who = f"user {user_id} is" if user_id else "identification on this terminal is"
+            raise UserLocked(
+                f"{who} locked after {self.store.policy.max_failures} failed attempts; "
+                f"try again in {minutes} min or ask an operator to unlock"
+            )
+        accepted = outcome.decision == "accept"
+        timings = {"match_ms": (time.perf_counter() - start) * 1e3}
+        shown = user_id if accepted or mode == "1:1" else None
+        return Decision(accepted, mode, shown, score, self.threshold, timings)
