@@ -8,7 +8,6 @@ torch nor tvm: the verify path stays small (≈200 MB RSS) and starts fast.
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from biometrics.errors import InputError
+from segmentation.card import ModelCard, read_card
 from segmentation.classical import ClassicalSegmenter
 from segmentation.heap import release_freed_memory_promptly
 
@@ -26,7 +26,6 @@ from segmentation.inference import FOV_CONTEXT as FOV_CONTEXT
 from segmentation.inference import Segmenter as Segmenter
 from segmentation.inference import fov_window as fov_window
 from segmentation.inference import probability_map as probability_map
-from segmentation.preprocessing import CANONICAL_FOV_DIAMETER
 
 #: Name of the shipped default biometric model inside ``segmentation/weights``.
 DEFAULT_WEIGHTS = "m2unet_combined.onnx"
@@ -78,8 +77,9 @@ class OnnxSegmenter:
             ) from None
         self._input = self._session.get_inputs()[0].name
         self.weights = path
-        self.threshold = model_threshold(path)
-        self.diameter = model_diameter(path)
+        self.card: ModelCard = read_card(path)
+        self.threshold = self.card.threshold
+        self.diameter = self.card.diameter
         self.memory_budget_mb = memory_budget_mb
         self.low_memory = low_memory
 
@@ -91,23 +91,16 @@ class OnnxSegmenter:
         return probability_map(self.logits, rgb, fov, memory_budget_mb=self.memory_budget_mb)
 
 
-def _card_value(weights: Path, key: str, default: float) -> float:
-    """A number from the model card beside the weights (``<name>.json``), else ``default``."""
-    try:
-        return float(json.loads(weights.with_suffix(".json").read_text())[key])
-    except (OSError, ValueError, KeyError, TypeError):
-        return default
+def model_threshold(weights: str | Path) -> float:
+    """The vessel threshold chosen when the model was trained, from its model card
+    (:func:`segmentation.card.read_card`: ONNX sidecar, TVM manifest or checkpoint; 0.5 for
+    an ONNX model without a card)."""
+    return read_card(weights).threshold
 
 
-def model_threshold(weights: Path) -> float:
-    """The vessel threshold chosen when the model was trained (card key ``threshold``; 0.5
-    for a model without a card)."""
-    return _card_value(weights, "threshold", 0.5)
-
-
-def model_diameter(weights: Path) -> int:
-    """The FOV diameter (px) the model was trained at (card key ``diameter``; default 540)."""
-    return int(_card_value(weights, "diameter", CANONICAL_FOV_DIAMETER))
+def model_diameter(weights: str | Path) -> int:
+    """The FOV diameter (px) the model was trained at, from its model card (default 540)."""
+    return read_card(weights).diameter
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path | None:

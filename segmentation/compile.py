@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from biometrics.errors import InputError
-from segmentation.backends import model_threshold
+from segmentation.card import read_card
 from segmentation.preprocessing import PAD_MULTIPLE
 from segmentation.tvm_backend import (
     ARTEFACT_FORMAT,
@@ -47,8 +47,10 @@ AARCH64_CXX = "aarch64-linux-gnu-g++"
 class Manifest:
     """What an artefact directory holds; written as ``manifest.json`` next to the libraries.
 
-    ``threshold`` is the model's a-priori vessel threshold, carried over from its model card
-    so that a TVM artefact segments exactly like the ONNX model it was compiled from.
+    ``card`` is the ONNX model's card (:class:`segmentation.card.ModelCard` as a dict:
+    threshold, FOV diameter, architecture, provenance), carried over so that a TVM artefact
+    segments exactly like the ONNX model it was compiled from and the pipeline's scale check
+    sees its FOV diameter; ``threshold`` repeats the card's for older readers.
     """
 
     arch: str
@@ -58,6 +60,7 @@ class Manifest:
     weights_sha256: str
     tvm_version: str
     threshold: float = 0.5
+    card: dict = field(default_factory=dict)
     tuned: bool = False
     notes: list[str] = field(default_factory=list)
     format: str = ARTEFACT_FORMAT
@@ -218,6 +221,7 @@ def compile_artefact(
     weights, out = Path(weights), Path(out)
     if not weights.is_file():
         raise InputError(f"{weights.name}: model file not found")
+    card = read_card(weights)  # before compiling: a broken card fails fast
     if not shapes:
         raise InputError("give at least one --shape")
     spec = resolve_target(target)
@@ -265,7 +269,8 @@ def compile_artefact(
         libraries=libraries,
         weights_sha256=_sha256(weights),
         tvm_version=tvm.__version__,
-        threshold=model_threshold(weights),
+        threshold=card.threshold,
+        card=card.to_dict(),
         tuned=tuned,
         notes=notes,
     )

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from biometrics.errors import InputError
+from segmentation.card import ModelCard, checkpoint_card
 from segmentation.inference import probability_map
 from segmentation.models import build
 
@@ -22,9 +23,15 @@ class TorchSegmenter:
     (its architecture from the checkpoint's config; M2U-Net for older checkpoints)."""
 
     name = "torch"
-    threshold = 0.5  # replaced by the checkpoint's a-priori threshold when it has one
 
-    def __init__(self, weights: str | Path | None = None, *, model: nn.Module | None = None):
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        model: nn.Module | None = None,
+        card: ModelCard | None = None,
+    ):
+        self.card = card or ModelCard()
         if model is None:
             if weights is None:
                 raise InputError("the torch backend needs --weights pointing at a .pt checkpoint")
@@ -35,7 +42,10 @@ class TorchSegmenter:
             config = state.get("config", {}) if "model" in state else {}
             model = build(config.get("arch", "m2unet"))
             model.load_state_dict(state.get("model", state))
-            self.threshold = float(state.get("threshold", 0.5))
+            if "model" in state:
+                self.card = checkpoint_card(state)
+        self.threshold = self.card.threshold
+        self.diameter = self.card.diameter
         self.model = model
 
     @torch.no_grad()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from biometrics.errors import InputError, MissingExtra
+from segmentation.card import ModelCard, card_from_manifest
 from segmentation.inference import probability_map
 from segmentation.preprocessing import PAD_MULTIPLE
 from segmentation.tiling import DEFAULT_MARGIN, tiled_logits
@@ -30,7 +31,8 @@ from segmentation.tiling import DEFAULT_MARGIN, tiled_logits
 #: The artefact's index file and its identification; bump the version when the layout changes.
 MANIFEST = "manifest.json"
 ARTEFACT_FORMAT = "retauth-tvm-artefact"
-ARTEFACT_VERSION = 1
+#: Version 2 added the model card (threshold, FOV diameter, provenance) to the manifest.
+ARTEFACT_VERSION = 2
 #: Byte alignment TVM assumes for tensor data (its kernels may use aligned vector loads).
 _ALIGNMENT = 64
 #: kDLCPU device type, device 0, pooled allocator: the Relax VM's initialisation arguments.
@@ -66,7 +68,9 @@ class TvmSegmenter:
         # A window must keep a centre of at least one stride after both margins.
         widest = (min(self.shapes[-1]) - PAD_MULTIPLE) // 2 // PAD_MULTIPLE * PAD_MULTIPLE
         self.margin = max(0, min(margin, widest))
-        self.threshold = float(manifest.get("threshold", 0.5))
+        self.card: ModelCard = card_from_manifest(manifest, directory.name)
+        self.threshold = self.card.threshold
+        self.diameter = self.card.diameter
         self.artefact = directory
 
     def _run(self, shape: tuple[int, int], batch: np.ndarray) -> np.ndarray:
@@ -116,6 +120,11 @@ def read_manifest(directory: Path) -> dict:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{directory.name}: not a TVM artefact (no readable {MANIFEST})") from None
+    if manifest.get("format") == ARTEFACT_FORMAT and manifest.get("version") == 1:
+        raise InputError(
+            f"{directory.name}: TVM artefact of format 1 (no model card, so its FOV diameter "
+            "is unknown); compile it again with retauth compile"
+        )
     if manifest.get("format") != ARTEFACT_FORMAT or manifest.get("version") != ARTEFACT_VERSION:
         raise InputError(f"{directory.name}: unsupported TVM artefact format or version")
     if not manifest.get("libraries"):

@@ -64,7 +64,8 @@ class Report:
 
     def mean(self, key: str) -> float:
         values = [float(r[key]) for r in self.per_image if key in r]
-        return float(np.nanmean(values)) if values else float("nan")
+        finite = [v for v in values if v == v]  # HD95 is NaN where one mask is empty
+        return float(np.mean(finite)) if finite else float("nan")
 
     def summary(self) -> dict[str, float]:
         keys = (

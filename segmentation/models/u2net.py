@@ -120,8 +120,12 @@ class RSU(nn.Module):
             h = layer(h)
             skips.append(h)
         h = self.bottom(h)
-        for layer, skip in zip(self.dec, reversed(skips), strict=True):
-            if not self.dilated and h.shape[2:] != skip.shape[2:]:
+        for i, (layer, skip) in enumerate(zip(self.dec, reversed(skips), strict=True)):
+            # the bottom is not pooled, so the first skip has its size; the others are one
+            # level up (structural, not a shape test, so the exported graph is the same
+            # whatever the input size; where ceil-mode pooling left a size unchanged the
+            # resize is the identity)
+            if i > 0 and not self.dilated:
                 h = _up_to(h, skip)
             h = layer(torch.cat([h, skip], dim=1))
         return h + x_in

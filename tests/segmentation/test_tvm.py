@@ -65,6 +65,9 @@ class TestArtefact:
         assert all((native / lib).is_file() for lib in manifest.libraries.values())
         assert manifest.tuned is False and manifest.notes == []
         assert manifest.threshold == 0.5  # the tiny model has no model card
+        # ... so the default card travels with it: the pipeline's scale check sees 540 px
+        assert (manifest.card["threshold"], manifest.card["diameter"]) == (0.5, 540)
+        assert TvmSegmenter(native).diameter == 540
         assert len(manifest.weights_sha256) == 64
 
     @pytest.mark.parametrize("text", ["100x96", "96", "0x64", "axb"])
