@@ -185,7 +185,6 @@ def _merge_close_junctions(graph: nx.MultiGraph) -> None:
             pts = np.concatenate([np.asarray([centre], np.float32), pts[1:]])
             graph.add_edge(u, u if w == v else w, **_edge_attrs(pts, data["calibre"]))
         graph.remove_node(v)
-        graph.nodes[u]["merged"] = True
         merged.update((u, v))
 
 

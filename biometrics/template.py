@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import cv2
 import networkx as nx
 import numpy as np
 
-from biometrics.errors import InputError
+from biometrics.errors import StoredDataError
 from biometrics.graph import BIFURCATION, CROSSOVER, ENDPOINT
 
 MAGIC = b"RTPL"
@@ -40,8 +40,16 @@ _SIDES = ("unknown", "right", "left")
 SAMPLE_STEP = 2.0
 
 
-class InvalidTemplate(InputError):
-    """A template blob is truncated, corrupt or of an unsupported version."""
+class InvalidTemplate(StoredDataError):
+    """A template blob is truncated, corrupt or of an unsupported version (exit 3).
+
+    Templates come from the store (or the evaluation cache), never from the user, so a bad one
+    is stored data this installation cannot use, not bad input.
+    """
+
+
+class UnsupportedTemplateVersion(InvalidTemplate):
+    """A template written by another (usually newer) retauth: upgrade, do not re-enrol."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +65,6 @@ class Template:
     polylines: tuple[np.ndarray, ...]  # E arrays (K, 2) float32
     side: str = "unknown"
     version: int = FORMAT_VERSION
-    meta: dict = field(default_factory=dict, compare=False)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -171,7 +178,11 @@ class Template:
         if magic != MAGIC:
             raise InvalidTemplate("not a retauth template")
         if version != FORMAT_VERSION:
-            raise InvalidTemplate(f"template format version {version} is not supported")
+            raise UnsupportedTemplateVersion(
+                f"template format version {version} is not supported by this retauth "
+                f"(it reads version {FORMAT_VERSION})"
+                + ("; upgrade retauth" if version > FORMAT_VERSION else "")
+            )
         if side >= len(_SIDES):
             raise InvalidTemplate("template header is corrupt")
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from biometrics.cli.common import Exit, emit, errors_to_exit_codes, safe
+from biometrics.cli.common import Exit, emit, errors_to_exit_codes, line
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 audit_app = typer.Typer(help="Verify or list the tamper-evident audit log.", no_args_is_help=True)
@@ -29,12 +30,14 @@ def verify(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
             "problems": report.problems,
         }
         if report.ok:
-            human = (
-                f"audit log intact: {report.count} events, "
-                f"head {report.head_seq}:{safe(report.head_mac[:16])}"
+            human = line(
+                "audit log intact: {n} events, head {seq}:{mac}",
+                n=report.count,
+                seq=report.head_seq,
+                mac=report.head_mac[:16],
             )
         else:
-            human = f"audit log BROKEN: {safe('; '.join(report.problems))}"
+            human = line("audit log BROKEN: {problems}", problems="; ".join(report.problems))
         emit(result, human, as_json=as_json, code=Exit.OK if report.ok else Exit.INTERNAL)
 
 
@@ -49,22 +52,24 @@ def list_events(
     with errors_to_exit_codes(as_json=as_json):
         with open_store(db, key_file, create=False) as store:
             events = store.audit_events(limit)
-        lines = [  # every field comes from the database: printable and escaped
-            " ".join(
-                safe(x)
-                for x in (
-                    e["seq"],
-                    e["time"],
-                    e["event"],
-                    (e["subject"] or "-")[:12],
-                    e["decision"] or "-",
-                    "-" if e["score"] is None else f"{e['score']:.3f}",
-                    e["detail"] or "",
-                )
+        lines = [  # every field comes from the database: inserted as plain printable text
+            line(
+                "{seq} {time} {event} {subject} {decision} {score} {detail}",
+                seq=e["seq"],
+                time=e["time"],
+                event=e["event"],
+                subject=(e["subject"] or "-")[:12],
+                decision=e["decision"] or "-",
+                score="-" if e["score"] is None else f"{e['score']:.3f}",
+                detail=e["detail"] or "",
             )
             for e in events
         ]
-        emit({"ok": True, "events": events}, "\n".join(lines) or "no events", as_json=as_json)
+        emit(
+            {"ok": True, "events": events},
+            Text("\n").join(lines) if lines else "no events",
+            as_json=as_json,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -5,16 +5,20 @@ Commands stay thin: they parse options, call the library, and hand the outcome t
 (categories in :mod:`biometrics.errors`), so no traceback (and no secret) ever reaches the
 terminal.
 
-Every piece of text that comes from a user, a file name or the database goes through
-:func:`safe` before it is interpolated into a rich-markup line: a file named ``[red]x.jpg``
-must print as itself, ``[/]`` must not crash the renderer, and an ESC byte stored in the
-database must not drive the terminal.
+Every piece of text that comes from a user, a file name or the database is inserted into a
+human line by :func:`line` as plain text, never as rich markup: a file named ``[red]x.jpg``
+must print as itself, ``[/]`` must not crash the renderer, ``:smile:`` is not an emoji, and
+an ESC byte stored in the database must not drive the terminal (:func:`printable`).
+(``rich.markup.escape`` is not enough: rich still turns ``\\[`` into ``[`` and loses
+backslashes before a tag.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import string
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +27,10 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 #: C0/C1 controls, DEL, and the Unicode bidirectional overrides/isolates that can reorder
 #: or hide what a terminal shows (CVE-2021-42574 "Trojan Source").
@@ -53,9 +56,42 @@ def printable(value: object) -> str:
     )
 
 
-def safe(value: object) -> str:
-    """``value`` ready to interpolate into a rich-markup line: printable and markup-escaped."""
-    return escape(printable(value))
+#: Stands for a field while the template's markup is parsed (a private-use character).
+_FIELD = "\ue000"
+
+
+def line(template: str, /, **fields: object) -> Text:
+    """A human line: ``template`` is this program's own rich markup with ``{name}`` fields.
+
+    The template is parsed as markup with each field replaced by a placeholder character;
+    then each placeholder is replaced by its field as plain printable text, in the style the
+    tags around it give (a :class:`~rich.text.Text` field adds its own styles). So nothing a
+    user or the database supplies is ever parsed as markup or emoji.
+    """
+    markup, values = [], []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        markup.append(literal)
+        if name is None:
+            continue
+        value = fields[name]
+        if not isinstance(value, Text):
+            value = repr(value) if conversion == "r" else value
+            value = Text(printable(format(value, spec or "")))
+        markup.append(_FIELD)
+        values.append(value)
+    parsed = Text.from_markup("".join(markup), emoji=False)
+    cuts = [i for i, c in enumerate(parsed.plain) if c == _FIELD]
+    pieces = parsed.divide([x for i in cuts for x in (i, i + 1)])
+    out, fields_left = Text(), iter(values)
+    for piece in pieces:
+        if piece.plain != _FIELD:
+            out.append_text(piece)
+            continue
+        value = next(fields_left).copy()
+        for span in reversed(piece.spans):  # the tags around the field, outermost last
+            value.stylize_before(span.style, 0, len(value))
+        out.append_text(value)
+    return out
 
 
 def fail(message: str, code: Exit, *, as_json: bool = False) -> NoReturn:
@@ -76,11 +112,38 @@ def note(message: str) -> None:
     err_console.print(Text.assemble(("note:", "yellow"), " ", printable(message)))
 
 
-def emit(result: dict[str, Any], human: str, *, as_json: bool, code: Exit = Exit.OK) -> NoReturn:
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to ``/dev/null`` while C libraries run (image decoding).
+
+    libpng and libjpeg print their own warnings ("libpng error: PNG input buffer is
+    incomplete") straight to the process's stderr, next to retauth's one-line error. Python's
+    ``sys.stderr`` cannot intercept them; the descriptor itself is swapped and restored. For
+    the single-threaded CLI only: in a server it would also hide other threads' output.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable descriptor 2 (e.g. closed by the caller): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def emit(
+    result: dict[str, Any], human: str | Text, *, as_json: bool, code: Exit = Exit.OK
+) -> NoReturn:
     """Print a result as a human line or as JSON, then exit with ``code``.
 
-    ``human`` is rich markup: interpolate outside text with :func:`safe`. JSON escapes every
-    control character itself (``ensure_ascii``).
+    ``human`` is a :class:`~rich.text.Text` built by :func:`line` when it shows any outside
+    text, or a literal markup string of the program's own. JSON escapes every control
+    character itself (``ensure_ascii``).
     """
     if as_json:
         print(json.dumps(result, default=str))

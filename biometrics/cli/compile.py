@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import console, emit, errors_to_exit_codes, safe
+from biometrics.cli.common import console, emit, errors_to_exit_codes, line
 from biometrics.errors import InputError
 from biometrics.extras import require
 
@@ -73,11 +73,17 @@ def compile_command(
         "notes": manifest.notes,
         "seconds": round(seconds, 1),
     }
-    notes = "".join(f"\n  note: {safe(n)}" for n in manifest.notes)
+    notes = "".join(f"\n  note: {{note{i}}}" for i in range(len(manifest.notes)))
     emit(
         result,
-        f"compiled {len(manifest.libraries)} shape(s) for {safe(manifest.arch)} into {safe(out)} "
-        f"in {seconds:.0f} s{notes}",
+        line(
+            "compiled {n} shape(s) for {arch} into {out} in {s:.0f} s" + notes,
+            n=len(manifest.libraries),
+            arch=manifest.arch,
+            out=out,
+            s=seconds,
+            **{f"note{i}": n for i, n in enumerate(manifest.notes)},
+        ),
         as_json=as_json,
     )
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from biometrics.cli.common import Exit, emit, errors_to_exit_codes, fail, note, safe
+from biometrics.cli.common import Exit, emit, errors_to_exit_codes, fail, line, note
 from biometrics.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep --help fast
@@ -112,7 +112,12 @@ def current(db: DbOpt = None, as_json: JsonOpt = False) -> None:
         state = "up to date" if result["up_to_date"] else "needs 'retauth db upgrade'"
         emit(
             result,
-            f"revision {safe(result['current'] or '(empty)')} (head {result['head']}): {state}",
+            line(
+                "revision {current} (head {head}): {state}",
+                current=result["current"] or "(empty)",
+                head=result["head"],
+                state=state,
+            ),
             as_json=as_json,
         )
 
@@ -131,7 +136,7 @@ def upgrade(
         do_upgrade(engine, revision)
         result = _status(engine)
         engine.dispose()
-        emit(result, f"database at revision {safe(result['current'])}", as_json=as_json)
+        emit(result, line("database at revision {r}", r=result["current"]), as_json=as_json)
 
 
 @db_app.command("downgrade")
@@ -158,7 +163,9 @@ def downgrade(
         result = _status(engine)
         engine.dispose()
         emit(
-            result, f"database at revision {safe(result['current'] or '(empty)')}", as_json=as_json
+            result,
+            line("database at revision {r}", r=result["current"] or "(empty)"),
+            as_json=as_json,
         )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from biometrics.cli.common import console, emit, errors_to_exit_codes, safe
+from biometrics.cli.common import console, emit, errors_to_exit_codes, line
 from biometrics.errors import InputError
 from biometrics.settings import data_root
 
@@ -186,7 +186,7 @@ def evaluate_command(
         written = ", ".join(str(p) for p in result.files.values())
         emit(
             {"ok": True, **result.summary, "out": str(Path(out) / protocol)},
-            f"wrote {safe(written)}",
+            line("wrote {files}", files=written),
             as_json=as_json,
         )
 

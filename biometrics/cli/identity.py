@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import Exit, console, emit, errors_to_exit_codes, fail, safe
+from biometrics.cli.common import (
+    Exit,
+    console,
+    emit,
+    errors_to_exit_codes,
+    fail,
+    line,
+    native_stderr_silenced,
+)
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, announce_new_key, store_settings
 from biometrics.errors import InputError
 from biometrics.extras import available_backends
@@ -52,7 +60,8 @@ def _service(db, key_file, backend, weights, threshold):
 def _read(paths: list[Path]):
     from segmentation.imageio import read_image
 
-    return [read_image(p) for p in paths]
+    with native_stderr_silenced():  # libpng/libjpeg warnings would add stray stderr lines
+        return [read_image(p) for p in paths]
 
 
 def enroll(
@@ -77,7 +86,13 @@ def enroll(
         ms = (time.perf_counter() - start) * 1e3
     emit(
         {"ok": True, "user": user, "templates": n, "time_ms": round(ms, 1)},
-        f"[green]enrolled[/] {safe(user)} ({n} capture{'s' if n > 1 else ''}, {ms:.0f} ms)",
+        line(
+            "[green]enrolled[/] {user} ({n} capture{s}, {ms:.0f} ms)",
+            user=user,
+            n=n,
+            s="s" if n > 1 else "",
+            ms=ms,
+        ),
         as_json=as_json,
     )
 
@@ -109,13 +124,18 @@ def verify(
         ms = (time.perf_counter() - start) * 1e3
     result = decision.as_dict() | {"ok": True, "time_ms": round(ms, 1)}
     if decision.mode == "1:1":
-        verdict = "[green]ACCEPT[/]" if decision.accepted else "[red]REJECT[/]"
-        human = f"{verdict} {safe(user)}"
+        verdict = "[green]ACCEPT[/] {who}" if decision.accepted else "[red]REJECT[/] {who}"
+        who = user
     else:
-        human = (
-            f"[green]MATCH[/] {safe(decision.user_id)}" if decision.accepted else "[red]no match[/]"
-        )
-    human += f"  score {decision.score:.3f}, threshold {decision.threshold:.3f}, {ms:.0f} ms"
+        verdict = "[green]MATCH[/] {who}" if decision.accepted else "[red]no match[/]"
+        who = decision.user_id
+    human = line(
+        verdict + "  score {score:.3f}, threshold {threshold:.3f}, {ms:.0f} ms",
+        who=who,
+        score=decision.score,
+        threshold=decision.threshold,
+        ms=ms,
+    )
     emit(result, human, as_json=as_json, code=Exit.OK if decision.accepted else Exit.REJECTED)
 
 
@@ -159,11 +179,17 @@ def inspect(
         "overlay": str(out) if out else None,
     }
     c = features.template.counts
-    human = (
-        f"{c['bifurcation']} bifurcations, {c['crossover']} crossovers, {c['endpoint']} endpoints; "
-        f"{features.disc.side} eye; vessels {q.vessel_fraction:.1%} of FOV; "
-        + ("quality ok" if q.ok else f"[red]refused[/]: {safe(q.reasons[0])}")
-        + (f"; overlay → {safe(out)}" if out else "")
+    human = line(
+        "{b} bifurcations, {x} crossovers, {e} endpoints; {side} eye; vessels {v:.1%} of FOV; "
+        + ("quality ok" if q.ok else "[red]refused[/]: {reason}")
+        + ("; overlay → {out}" if out else ""),
+        b=c["bifurcation"],
+        x=c["crossover"],
+        e=c["endpoint"],
+        side=features.disc.side,
+        v=q.vessel_fraction,
+        reason=q.reasons[0] if q.reasons else "",
+        out=out,
     )
     emit(result, human, as_json=as_json, code=Exit.OK if q.ok else Exit.BAD_INPUT)
 
@@ -257,9 +283,17 @@ def demo(
                 console.print(f"{label}  [green]enrolled[/]  ({ms:.0f} ms)")
                 continue
             verdict = "[green]ACCEPT[/]" if d.accepted else "[red]REJECT[/]"
-            who = f" → {safe(d.user_id)}" if d.mode == "1:N" and d.user_id else ""
+            who = " → {who}" if d.mode == "1:N" and d.user_id else ""
             console.print(
-                f"{label}  {verdict}{who}  score {d.score:.3f} (threshold {d.threshold:.2f}, {ms:.0f} ms)"
+                line(
+                    "{label}  " + verdict + who + "  score {score:.3f} "
+                    "(threshold {threshold:.2f}, {ms:.0f} ms)",
+                    label=label,
+                    who=d.user_id,
+                    score=d.score,
+                    threshold=d.threshold,
+                    ms=ms,
+                )
             )
         console.print("[green]demo passed[/]" if ok else "[red]demo gave unexpected decisions[/]")
     raise typer.Exit(int(Exit.OK if ok else Exit.INTERNAL))

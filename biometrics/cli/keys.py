@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress
+from rich.text import Text
 
-from biometrics.cli.common import emit, err_console, errors_to_exit_codes, safe
+from biometrics.cli.common import emit, err_console, errors_to_exit_codes, line
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 keys_app = typer.Typer(help="List, rotate or retire encryption keys.", no_args_is_help=True)
@@ -37,12 +38,16 @@ def list_keys(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = 
             ]
             source = store.source.name
         lines = [
-            f"{safe(k['key_id'])}  {k['records']} record(s)" + ("  primary" if k["primary"] else "")
+            line(
+                "{key}  {n} record(s)" + ("  primary" if k["primary"] else ""),
+                key=k["key_id"],
+                n=k["records"],
+            )
             for k in keys
         ]
         emit(
             {"ok": True, "source": source, "keys": keys},
-            "\n".join([f"source: {safe(source)}", *lines]),
+            Text("\n").join([line("source: {source}", source=source), *lines]),
             as_json=as_json,
         )
 
@@ -67,7 +72,12 @@ def rotate(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
         verb = "resumed and finished" if result["resumed"] else "rotated"
         emit(
             {"ok": True, **result},
-            f"{verb}: {result['reencrypted']} record(s) now under key {safe(result['key_id'])}",
+            line(
+                "{verb}: {n} record(s) now under key {key}",
+                verb=verb,
+                n=result["reencrypted"],
+                key=result["key_id"],
+            ),
             as_json=as_json,
         )
 
@@ -86,9 +96,13 @@ def retire(
         with open_store(db, key_file, create=False) as store:
             result = do_retire(store, key_id)
         human = (
-            f"retired key {safe(result['key_id'])}"
+            line("retired key {key}", key=result["key_id"])
             if result["removed_from_source"]
-            else f"key {safe(result['key_id'])} is unused: remove it from {safe(result['source'])}"
+            else line(
+                "key {key} is unused: remove it from {source}",
+                key=result["key_id"],
+                source=result["source"],
+            )
         )
         emit({"ok": True, **result}, human, as_json=as_json)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from biometrics.cli.common import console, errors_to_exit_codes, note, safe
+from biometrics.cli.common import console, errors_to_exit_codes, line, note
 from biometrics.cli.db import DbOpt, KeyFileOpt, announce_new_key, store_settings
 from biometrics.errors import InputError
 from biometrics.extras import available_backends, require
@@ -124,8 +124,16 @@ def kiosk(
             allowed_hosts=("127.0.0.1", "localhost", "[::1]", host),
         )
         console.print(
-            f"retauth kiosk on http://{safe(host)}:{port}/  backend={safe(service.name)}  "
-            f"workers={workers} queue={max_queue}  enrolment={'on' if token else 'off'}"
+            line(
+                "retauth kiosk on http://{host}:{port}/  backend={backend}  "
+                "workers={workers} queue={queue}  enrolment={enrolment}",
+                host=host,
+                port=port,
+                backend=service.name,
+                workers=workers,
+                queue=max_queue,
+                enrolment="on" if token else "off",
+            )
         )
         uvicorn.run(
             create_app(service, settings_kiosk),

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from biometrics.cli.common import emit, errors_to_exit_codes, safe
+from biometrics.cli.common import emit, errors_to_exit_codes, line
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 users_app = typer.Typer(help="List, delete, revoke or unlock enrolled users.", no_args_is_help=True)
@@ -22,11 +23,21 @@ def list_users(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt =
         with open_store(db, key_file, create=False) as store:
             users = store.users()
         lines = [
-            f"{safe(u['user'])}  {u['n_templates']} template(s)  created {safe(u['created'])}  "
-            f"{safe(u['status'])}" + ("  LOCKED" if u["locked"] else "")
+            line(
+                "{user}  {n} template(s)  created {created}  {status}"
+                + ("  LOCKED" if u["locked"] else ""),
+                user=u["user"],
+                n=u["n_templates"],
+                created=u["created"],
+                status=u["status"],
+            )
             for u in users
         ]
-        emit({"ok": True, "users": users}, "\n".join(lines) or "no users enrolled", as_json=as_json)
+        emit(
+            {"ok": True, "users": users},
+            Text("\n").join(lines) if lines else "no users enrolled",
+            as_json=as_json,
+        )
 
 
 def _act(
@@ -35,7 +46,11 @@ def _act(
     with errors_to_exit_codes(as_json=as_json):
         with open_store(db, key_file, create=False) as store:
             getattr(store, action)(user)
-        emit({"ok": True, "user": user, "action": action}, f"{verb} {safe(user)}", as_json=as_json)
+        emit(
+            {"ok": True, "user": user, "action": action},
+            line("{verb} {user}", verb=verb, user=user),
+            as_json=as_json,
+        )
 
 
 @users_app.command("delete")
