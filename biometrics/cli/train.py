@@ -181,7 +181,7 @@ def write_model(
     diameter: int,
     fixed_hw: tuple[int, int] | None = None,
     *,
-    retune: Callable[[Path], tuple[float, str]] | None = None,
+    retune: Callable[[Path], tuple[float, str, float | None]] | None = None,
     provenance: dict | None = None,
     members: list[str] | None = None,
 ) -> tuple[float, float]:
@@ -189,7 +189,8 @@ def write_model(
     difference and the threshold written.
 
     ``retune(onnx_path)``, when given, chooses the threshold again on the exported model and
-    returns it with a note of where it was chosen (the card's ``threshold_from``).
+    returns it with a note of where it was chosen (the card's ``threshold_from``) and, if it
+    was chosen on the validation images, the exported model's validation Dice there.
     """
     from segmentation.card import ModelCard, write_card
     from segmentation.models import arch_of
@@ -201,7 +202,9 @@ def write_model(
         raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (limit 1e-4)")
     threshold_from = "validation"
     if retune is not None:
-        threshold, threshold_from = retune(path)
+        threshold, threshold_from, retuned_dice = retune(path)
+        if retuned_dice is not None:
+            dice = retuned_dice
     write_card(
         path,
         ModelCard(
@@ -224,7 +227,11 @@ def write_model(
 
 
 def export_seg_command(
-    checkpoint: str = typer.Option(..., help="A best.pt written by retauth train."),
+    checkpoint: list[str] = typer.Option(  # noqa: B008 - typer reads a repeatable option so
+        ...,
+        help="A best.pt written by retauth train; repeat it to export an ensemble of "
+        "independently trained members (mean probability, one ONNX graph).",
+    ),
     out: str = typer.Option(..., help="ONNX file to write (a .json sidecar goes beside it)."),
     fixed: str = typer.Option(None, help="Fixed input HxW instead of dynamic, e.g. 512x768."),
     threshold_from: str = typer.Option(
@@ -232,13 +239,18 @@ def export_seg_command(
         help="Operating threshold chosen on the run's validation images, or on all its "
         "training images ('train': train + validation; needs --data).",
     ),
-    data: str = typer.Option(None, help="Data root for --threshold-from train."),
+    data: str = typer.Option(
+        None, help="Data root for --threshold-from train, and for any ensemble."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
 ) -> None:
-    """Export a training checkpoint to ONNX and check ONNX Runtime against torch (< 1e-4).
+    """Export a training checkpoint (or an ensemble of them) to ONNX and check ONNX Runtime
+    against torch (< 1e-4).
 
     A per-data-set model has one to three validation images, too few to place a threshold
-    well: ``--threshold-from train`` picks it on every training image of its data sets.
+    well: ``--threshold-from train`` picks it on every training image of its data sets. An
+    ensemble's threshold is always chosen again on the exported graph (validation images,
+    or training images with ``train``), so it needs ``--data``.
     """
     with errors_to_exit_codes(as_json=as_json):
         require("retauth export-seg", "torch", "onnx")
@@ -246,15 +258,18 @@ def export_seg_command(
 
         from segmentation.backends import OnnxSegmenter
         from segmentation.models import build
-        from training.datasets import DATASETS, load_split
+        from segmentation.models.ensemble import Ensemble
+        from training.datasets import DATASETS, load_split, train_val
         from training.evaluate import choose_threshold
 
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise InputError(f"{path.name}: checkpoint not found")
+        paths = [Path(c) for c in checkpoint]
+        for path in paths:
+            if not path.is_file():
+                raise InputError(f"{path.name}: checkpoint not found")
         if threshold_from not in ("validation", "train"):
             raise InputError("--threshold-from must be validation or train")
-        root = data_root(data) if threshold_from == "train" else None
+        ensemble = len(paths) > 1
+        root = data_root(data) if threshold_from == "train" or ensemble else None
         fixed_hw = None
         if fixed:
             try:
@@ -264,18 +279,52 @@ def export_seg_command(
             if h % 32 or w % 32:
                 raise InputError("--fixed height and width must be multiples of 32")
             fixed_hw = (h, w)
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        model = build(ck.get("config", {}).get("arch", "m2unet"))
-        model.load_state_dict(ck["model"])
-        datasets = tuple(ck.get("config", {}).get("datasets", ()))
+        members, described = [], []
+        for path in paths:
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+            config = ck.get("config", {})
+            member = build(config.get("arch", "m2unet"))
+            member.load_state_dict(ck["model"])
+            members.append((member, ck, config))
+            described.append(
+                f"{config.get('arch', 'm2unet')} {path.name} (step {ck.get('step', '?')}, "
+                f"validation Dice {float(ck.get('val_dice', float('nan'))):.4f}, "
+                f"seed {config.get('seed', '?')})"
+            )
+        model, ck, config = members[0]
+        datasets = tuple(config.get("datasets", ()))
+        diameter = int(config.get("diameter", 540))
+        for _, _, other in members[1:]:
+            if int(other.get("diameter", 540)) != diameter:
+                raise InputError("ensemble members were trained at different FOV diameters")
+            if tuple(other.get("datasets", ())) != datasets:
+                raise InputError("ensemble members were trained on different data sets")
+        if ensemble:
+            model = Ensemble([m for m, _, _ in members]).eval()
         name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
         dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
-        diameter = int(ck.get("config", {}).get("diameter", 540))
+        provenance = {
+            "checkpoints": [p.name for p in paths],
+            "steps": [c.get("step") for _, c, _ in members],
+            "recipe": config.get("recipe", "m2unet"),
+            "loss": config.get("loss", "bce-jaccard"),
+        }
 
-        def on_training_images(onnx: Path) -> tuple[float, str]:
+        def on_training_images(onnx: Path) -> tuple[float, str, None]:
             samples = [s for d in datasets for s in load_split(root, d, "train")]
             chosen, train_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
-            return chosen, f"train ({len(samples)} images, Dice {train_dice:.4f})"
+            return chosen, f"train ({len(samples)} images, Dice {train_dice:.4f})", None
+
+        def on_validation_images(onnx: Path) -> tuple[float, str, float]:
+            samples = [s for d in datasets for s in train_val(load_split(root, d, "train"), d)[1]]
+            chosen, val_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
+            return chosen, f"validation ({len(samples)} images, the ensemble)", val_dice
+
+        retune = None
+        if threshold_from == "train":
+            retune = on_training_images
+        elif ensemble:
+            retune = on_validation_images
 
         diff, threshold = write_model(
             model,
@@ -285,7 +334,9 @@ def export_seg_command(
             name,
             diameter,
             fixed_hw,
-            retune=on_training_images if root is not None else None,
+            retune=retune,
+            provenance=provenance,
+            members=described if ensemble else None,
         )
         emit(
             {"onnx": str(out), "max_abs_logit_diff": diff, "threshold": threshold},

@@ -165,3 +165,31 @@ def test_eval_seg_uses_a_checkpoints_own_card(fixture_root, tmp_path):
     assert payload["architecture"] == "u2net-xs"
     drive = payload["results"]["drive"]["model"]
     assert 0.0 <= drive["aupr"] <= 1.0 and drive["hd95"] >= 0.0
+
+
+def test_export_seg_writes_an_ensemble_with_its_own_threshold(fixture_root, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from biometrics.cli import app
+
+    config = {"arch": "u2net-xs", "diameter": 48, "datasets": ["drive"], "seed": 0}
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = tmp_path / f"m{seed}.pt"
+        ck = {"model": build("u2net-xs").state_dict(), "threshold": 0.4, "step": 10}
+        torch.save({**ck, "config": {**config, "seed": seed}}, path)
+        paths += ["--checkpoint", str(path)]
+    out = tmp_path / "ens.onnx"
+    base = ["export-seg", *paths, "--out", str(out)]
+    missing = CliRunner().invoke(app, base)  # an ensemble's threshold needs the data
+    assert missing.exit_code == 2
+    result = CliRunner().invoke(app, [*base, "--data", str(fixture_root)])
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert card.architecture == "ensemble" and len(card.members) == 2
+    assert card.threshold_from.startswith("validation (2 images")  # DRIVE's 39 and 40
+    assert card.max_abs_logit_diff < 1e-4 and card.diameter == 48
+    assert json.loads(out.with_suffix(".json").read_text())["provenance"]["steps"] == [10, 10]
