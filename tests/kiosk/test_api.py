@@ -8,6 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("starlette", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+
 from starlette.testclient import TestClient
 
 from biometrics.kiosk.app import KioskSettings, create_app

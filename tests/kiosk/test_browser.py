@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+
 import uvicorn
 
 from biometrics.kiosk.app import KioskSettings, create_app

@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+pytest.importorskip("starlette", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+
 import uvicorn
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
