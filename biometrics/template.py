@@ -132,8 +132,7 @@ class Template:
     @cached_property
     def points(self) -> np.ndarray:
         """(P, 2) float32 centreline points resampled every :data:`SAMPLE_STEP` pixels."""
-        chunks = [_resample(p, SAMPLE_STEP) for p in self.polylines if len(p)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
+        return _resample(self.polylines, SAMPLE_STEP)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -238,13 +237,36 @@ def _quantise_angles(angles: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(angles), 255, q).astype(np.uint8)
 
 
-def _resample(poly: np.ndarray, step: float) -> np.ndarray:
-    """Points every ``step`` pixels along a polyline (vectorised linear interpolation)."""
-    seg = np.linalg.norm(np.diff(poly, axis=0), axis=1)
+def _resample(polylines: tuple[np.ndarray, ...], step: float) -> np.ndarray:
+    """Points every ``step`` pixels along each polyline, all polylines in one vectorised pass.
+
+    A polyline shorter than ``step`` contributes its first point. Matching loads a shortlist of
+    templates per 1:N request, so this runs without a Python loop over the ~100-300 edges.
+    """
+    sizes = np.array([len(p) for p in polylines], np.int64)
+    keep = sizes > 0
+    if not keep.any():
+        return np.zeros((0, 2), np.float32)
+    sizes = sizes[keep]
+    pts = np.concatenate([p for p in polylines if len(p)]).astype(np.float64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    seg[starts[1:] - 1] = 0.0  # no segment joins the end of one polyline to the next
     arc = np.concatenate([[0.0], np.cumsum(seg)])
-    if arc[-1] < step:
-        return poly[:1].astype(np.float32)
-    s = np.arange(0.0, arc[-1] + 1e-6, step)
-    return np.stack([np.interp(s, arc, poly[:, 0]), np.interp(s, arc, poly[:, 1])], 1).astype(
-        np.float32
-    )
+    arc -= np.repeat(arc[starts], sizes)  # arc length from each polyline's first point
+    length = arc[starts + sizes - 1]
+    count = np.where(length < step, 1, np.floor((length + 1e-6) / step).astype(np.int64) + 1)
+    owner = np.repeat(np.arange(len(sizes)), count)
+    s = (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)) * step
+    # Index of the segment end after s, within the owning polyline (s = 0 maps to segment 1).
+    key = np.repeat(np.cumsum(length + 1.0) - length - 1.0, sizes) + arc
+    query = np.cumsum(length + 1.0)[owner] - length[owner] - 1.0 + s
+    end = np.searchsorted(key, query, side="right")
+    end = np.clip(end, starts[owner] + 1, starts[owner] + sizes[owner] - 1)
+    single = sizes[owner] == 1
+    end[single] = starts[owner][single]
+    begin = np.where(single, end, end - 1)
+    span = arc[end] - arc[begin]
+    t = np.where(span > 0, (s - arc[begin]) / np.where(span > 0, span, 1.0), 0.0)
+    out = pts[begin] + (pts[end] - pts[begin]) * np.clip(t, 0.0, 1.0)[:, None]
+    return out.astype(np.float32)

@@ -54,10 +54,11 @@ def test_deleted_middle_event_detected(busy: TemplateStore) -> None:
 def test_deleted_tail_detected(busy: TemplateStore) -> None:
     _exec(busy, delete(AuditEvent).where(AuditEvent.seq >= 6))
     problems = busy.audit_verify().problems
-    assert problems == [
-        "the log ends at event 5 but the head records event 7",
-        "user row 1 names an audit event the log no longer holds (the log was truncated)",
-    ]
+    assert problems[0] == "the log ends at event 5 but the head records event 7"
+    assert problems[1].endswith(
+        "names an audit event the log no longer holds (the log was truncated)"
+    )
+    assert len(problems) == 2
 
 
 def test_forged_head_detected(busy: TemplateStore) -> None:
