@@ -7,17 +7,41 @@ canonical (FOV-scaled) image, or the thumbnail the FOV is measured on. Used by
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
+import tempfile
 import zlib
 from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from tests.synthetic import fundus
 
+#: ``retauth`` of this checkout (not whichever copy is installed).
+ROOT = Path(__file__).resolve().parents[2]
+RETAUTH = [sys.executable, "-m", "biometrics.cli"]
 #: Frame of a RIDB capture (Topcon, 1504 x 1000): the scale of the baseline measurement.
 CAPTURE_SHAPE = (1000, 1504)
+
+
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+    """Run ``retauth *args``; return exit code, stderr and the child's own peak RSS in MB.
+
+    ``wait4`` reports the rusage of that one child, unlike ``RUSAGE_CHILDREN`` (the maximum
+    over every child waited for so far).
+    """
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [*RETAUTH, *args], env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, err.read().decode(errors="replace"), usage.ru_maxrss / 1024
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -80,8 +104,10 @@ def hostile_images() -> dict[str, bytes]:
         "wide_5000x64": _strip(64, 5000),
         # just over the aspect limit: 3.1:1
         "aspect_3.1": _strip(1000, 3100),
-        # a small FOV in a large frame: scaled to a 540-px FOV it would be 7200x5400
-        "small_fov_4000x3000": _disc_in_frame(3000, 4000, 150),
+        # a small FOV in a large frame: scaled to a 540-px FOV it would be 2160x1620
+        "small_fov_4000x3000": _disc_in_frame(3000, 4000, 500),
+        # a FOV too small to be one (under 1/4 of the short side): the frame is taken instead
+        "tiny_fov_4000x3000": _disc_in_frame(3000, 4000, 150),
         # a decompression bomb: 30000x30000 declared in the header
         "bomb_30000x30000": _declared_png(30_000, 30_000),
         # the largest frame accepted (6000x4000 = 24 Mpx) with nothing in it to recognise

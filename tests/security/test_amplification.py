@@ -10,32 +10,18 @@ here (canonical scaling made it 540 x 42187 and the segmenter ran on that).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from tests.security.hostile import capture_jpeg, hostile_images
+from segmentation.imageio import InvalidImage
+from segmentation.preprocessing import CANONICAL_FOV_DIAMETER, MAX_CANONICAL_AREA, to_canonical
+from tests.security.hostile import ROOT, capture_jpeg, hostile_images, run_measured
 
-#: ``retauth`` of this checkout (not whichever copy is installed).
-ROOT = Path(__file__).resolve().parents[2]
-RETAUTH = [sys.executable, "-m", "biometrics.cli"]
 #: Acceptance bound of the issue: peak RSS on any input <= 1.5x that of a real capture.
 MAX_RATIO = 1.5
-
-
-def run_measured(args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
-    """Run ``retauth *args``; return exit code, stderr and the child's own peak RSS in MB."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [*RETAUTH, *args], env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return proc.returncode, err.read().decode(errors="replace"), usage.ru_maxrss / 1024
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +58,21 @@ def test_hostile_image_is_refused_within_bounded_memory(
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error:"), err
     assert peak <= MAX_RATIO * baseline_mb, f"{name}: {peak:.0f} MB vs {baseline_mb:.0f} MB"
+
+
+@pytest.mark.parametrize(("side", "radius"), [(3000, 500), (2000, 260), (6000, 800)])
+def test_canonical_size_is_bounded_before_resampling(side: int, radius: int) -> None:
+    """A FOV between 1/4 and 1/2 of the frame would be enlarged past 4x the FOV area."""
+    rgb = np.zeros((side, side, 3), np.uint8)
+    cv2.circle(rgb, (side // 2, side // 2), radius, (190, 80, 40), -1)
+    with pytest.raises(InvalidImage, match="pixel limit"):
+        to_canonical(rgb)
+
+
+def test_real_framings_stay_within_the_canonical_budget() -> None:
+    """RIDB-like, DRIVE-like and 3:1 frames are all accepted (budget 4x, these give <= 3x)."""
+    for shape, radius in [((1000, 1504), 450), ((584, 565), 270), ((1000, 3000), 40)]:
+        rgb = np.zeros((*shape, 3), np.uint8)
+        cv2.circle(rgb, (shape[1] // 2, shape[0] // 2), radius, (190, 80, 40), -1)
+        out = to_canonical(rgb)
+        assert out.rgb.size // 3 <= MAX_CANONICAL_AREA * CANONICAL_FOV_DIAMETER**2
