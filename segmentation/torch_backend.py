@@ -53,8 +53,9 @@ class TorchSegmenter:
         """Raw logits (N, 1, H, W) for a float32 NCHW batch whose H, W are multiples of 32."""
         was_training = self.model.training
         self.model.eval()
-        x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-        out = self.model(x).float().contiguous().numpy()
+        device = next(self.model.parameters()).device  # validation of a run on cuda
+        x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+        out = self.model(x).float().contiguous().cpu().numpy()
         self.model.train(was_training)
         return out
 

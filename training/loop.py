@@ -233,7 +233,7 @@ def train(
         state = ck["state"]
         history = ck.get("history", [])
         rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())  # map_location may have moved it
         log(
             f"resumed at step {state['step']} ({100 * progress(state, cfg):.0f} % done), "
             f"best Dice {state['best_dice']:.4f}"
@@ -267,6 +267,7 @@ def train(
         improved = dice > state["best_dice"]
         if improved:
             state["best_dice"], state["best_threshold"] = dice, threshold
+            tmp = out_dir / "best.tmp"  # atomic, like last.pt: a kill never leaves half a file
             torch.save(
                 {
                     "model": model.state_dict(),
@@ -276,8 +277,9 @@ def train(
                     "config": asdict(cfg),
                     "arch": cfg.arch,
                 },
-                out_dir / "best.pt",
+                tmp,
             )
+            tmp.replace(out_dir / "best.pt")
         log(
             f"step {state['step']}: validation Dice {dice:.4f} at threshold {threshold:.2f}"
             f"{' (best)' if improved else ''}"
