@@ -149,6 +149,14 @@ def verify(session: Session, key: bytes, *, batch: int = 1000) -> ChainReport:
     return report
 
 
+def genesis(session: Session, key: bytes) -> AuditEvent | None:
+    """The store's ``init`` event if it is present and authentic (its link verifies)."""
+    row = session.get(AuditEvent, 1)
+    if row is None or row.event != "init":
+        return None
+    return row if hmac.compare_digest(_link(key, _GENESIS, row), row.mac) else None
+
+
 def check_expected_head(session: Session, report: ChainReport, expected: str) -> None:
     """Note a problem unless event ``SEQ`` of ``expected`` ("SEQ:MAC") is still in the log.
 

@@ -69,6 +69,8 @@ PRIMARY_META = "primary_key"
 REVISION_META = "revision"
 #: MAC'd marker: every user row of this store carries a state MAC (see _seal_legacy_rows)
 STATE_META = "state_macs"
+#: written into the init event of stores that seal user state from the start
+SEALED_AT_INIT = "user state sealed"
 #: a terminal may fail this many times the per-user limit of 1:N attempts before it pauses
 TERMINAL_FACTOR = 4
 #: rows fetched per query when loading references (keeps IN lists short)
@@ -530,7 +532,9 @@ class TemplateStore:
             upgraded = session.scalar(
                 select(func.count(AuditEvent.seq)).where(AuditEvent.event == "upgrade")
             )
-            if sealed or upgraded:
+            first = audit.genesis(session, self._audit_key)
+            born_sealed = first is not None and SEALED_AT_INIT in (first.detail or "")
+            if sealed or upgraded or born_sealed or first is None:
                 raise InvalidRecord(
                     "the store's state marker is missing: the store was tampered with"
                 )
@@ -887,7 +891,7 @@ def _initialise(
         _subkey(secret, b"audit"),
         "init",
         now_us=int(clock() * 1_000_000),
-        detail=f"key {keyring.primary.id.hex()}",
+        detail=f"key {keyring.primary.id.hex()}, {SEALED_AT_INIT}",
     )
     return keyring, secret, kdf
 
