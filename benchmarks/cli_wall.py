@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,8 +82,16 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def _retauth(source: Path, home: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _retauth(
+    source: Path, home: Path, *args: str
+) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run one command; returns its wall seconds, its CPU seconds (user + system) and it."""
+    start, cpu = time.perf_counter(), _cpu()
     proc = subprocess.run(
         [sys.executable, "-c", _ENTRY, str(source), *args],
         env=_env(home),
@@ -90,24 +99,31 @@ def _retauth(source: Path, home: Path, *args: str) -> tuple[float, subprocess.Co
         text=True,
         cwd=home,
     )
-    return time.perf_counter() - start, proc
+    return time.perf_counter() - start, _cpu() - cpu, proc
 
 
-def wall_times(source: Path, repeat: int) -> list[float]:
-    """Seconds of ``retauth verify --user alice`` in fresh processes (after one warm-up)."""
+def wall_times(sources: list[Path], repeat: int) -> dict[Path, list[tuple[float, float]]]:
+    """(wall, CPU) seconds of ``retauth verify --user alice`` in fresh processes.
+
+    The sources take turns run by run, so that a machine shared with other jobs loads them
+    alike; each source has one warm-up run first.
+    """
+    out: dict[Path, list[tuple[float, float]]] = {s: [] for s in sources}
     with tempfile.TemporaryDirectory(prefix="retauth-wall-") as tmp:
-        home = Path(tmp)
-        _, proc = _retauth(source, home, "enroll", "--user", "alice", *map(str, ENROL))
-        if proc.returncode != 0:
-            raise SystemExit(f"enrolment failed ({source}): {proc.stderr.strip()}")
-        times = []
-        for i in range(repeat + 1):
-            seconds, proc = _retauth(source, home, "verify", "--user", "alice", str(PROBE))
+        homes = {s: Path(tmp) / str(i) for i, s in enumerate(sources)}
+        for source, home in homes.items():
+            home.mkdir()
+            *_, proc = _retauth(source, home, "enroll", "--user", "alice", *map(str, ENROL))
             if proc.returncode != 0:
-                raise SystemExit(f"verify exited {proc.returncode}: {proc.stderr.strip()}")
-            if i:
-                times.append(seconds)
-        return times
+                raise SystemExit(f"enrolment failed ({source}): {proc.stderr.strip()}")
+        for i in range(repeat + 1):
+            for source, home in homes.items():
+                wall, cpu, proc = _retauth(source, home, "verify", "--user", "alice", str(PROBE))
+                if proc.returncode != 0:
+                    raise SystemExit(f"verify exited {proc.returncode}: {proc.stderr.strip()}")
+                if i:
+                    out[source].append((wall, cpu))
+    return out
 
 
 def phase_times(source: Path, repeat: int) -> dict[str, float]:
@@ -172,12 +188,14 @@ def main() -> None:
     args = parser.parse_args()
     sources = [s.resolve() for s in args.source] if args.source else [ROOT]
     report = {}
+    measured = wall_times(sources, args.repeat)
     for source in sources:
-        times = wall_times(source, args.repeat)
+        times = [wall for wall, _ in measured[source]]
         entry: dict[str, object] = {
             "median_s": statistics.median(times),
             "min_s": min(times),
             "max_s": max(times),
+            "cpu_median_s": statistics.median(cpu for _, cpu in measured[source]),
             "runs": len(times),
         }
         if not args.no_phases:
@@ -187,11 +205,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"retauth verify --user alice {PROBE.name}  (fresh process each, {args.repeat} runs)")
+    print(
+        f"retauth verify --user alice {PROBE.name}  (fresh process each, {args.repeat} runs; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end)"
+    )
     for source, entry in report.items():
         print(
             f"\n{source}: median {entry['median_s']:.3f} s wall "
-            f"(min {entry['min_s']:.3f}, max {entry['max_s']:.3f})"
+            f"(min {entry['min_s']:.3f}, max {entry['max_s']:.3f}), "
+            f"median {entry['cpu_median_s']:.3f} s CPU (user + system)"
         )
         for name, seconds in entry.get("phases_s", {}).items():
             print(f"  {name:<52} {seconds * 1e3:7.0f} ms")

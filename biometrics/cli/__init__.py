@@ -11,7 +11,6 @@ them. Typer's ``<list[Path]>``-style type tags are replaced by conventional meta
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import typer
@@ -45,6 +44,9 @@ class _Command(TyperCommand):
 
 
 def _package_version() -> str:
+    # imported here: importlib.metadata costs ~20 ms at start-up and only --version needs it
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("retauth")
     except PackageNotFoundError:  # running from a source tree that was never installed

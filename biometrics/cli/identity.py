@@ -57,6 +57,41 @@ def _service(db, key_file, backend, weights, threshold):
         return AuthService(settings)
 
 
+def _service_and_analysis(settings, rgb):
+    """The service and the probe's analysis, prepared side by side.
+
+    A verification in a fresh process spends most of its wall time on start-up work whose two
+    halves do not depend on each other: loading the segmenter and analysing the probe (ONNX
+    Runtime and OpenCV, which release the GIL while they compute), and importing and opening
+    the store (SQLAlchemy, Python-bound). The first half runs in a worker thread while this
+    thread does the second. Store errors take precedence over the probe's, as they did when
+    the two ran one after the other.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def analyse():
+        from biometrics.pipeline import Pipeline
+
+        pipeline = Pipeline(settings)
+        analysis = pipeline.analyse(rgb)
+        analysis.features.quality.require()
+        return pipeline, analysis
+
+    with ThreadPoolExecutor(1, thread_name_prefix="retauth-analyse") as pool:
+        job = pool.submit(analyse)
+        from biometrics.service import AuthService
+        from enrollment import TemplateStore
+
+        with announce_new_key(settings):
+            store = TemplateStore.open(settings)  # on error the pool still waits for the job
+        try:
+            pipeline, analysis = job.result()
+        except BaseException:
+            store.close()
+            raise
+    return AuthService(settings, pipeline=pipeline, store=store), analysis
+
+
 def _read(paths: list[Path]):
     from segmentation.imageio import read_image
 
@@ -115,10 +150,13 @@ def verify(
     """
     with errors_to_exit_codes(as_json=as_json):
         start = time.perf_counter()
-        (rgb,) = _read([image])
-        service = _service(db, key_file, backend, weights, threshold)
+        (rgb,) = _read([image])  # a bad image is refused before the store is touched
+        settings = store_settings(
+            db, key_file, backend=backend, weights=weights, threshold=threshold
+        )
+        service, analysis = _service_and_analysis(settings, rgb)
         try:
-            decision = service.verify(rgb, user)
+            decision = service.decide(analysis, user)
         finally:
             service.close()
         ms = (time.perf_counter() - start) * 1e3

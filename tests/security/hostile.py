@@ -106,10 +106,14 @@ def hostile_images() -> dict[str, bytes]:
         "aspect_3.1": _strip(1000, 3100),
         # a small FOV in a large frame: scaled to a 540-px FOV it would be 2160x1620
         "small_fov_4000x3000": _disc_in_frame(3000, 4000, 500),
+        # the same within the kiosk's 9 Mpx limit: it would be 1620x1620
+        "small_fov_2400x2400": _disc_in_frame(2400, 2400, 400),
         # a FOV too small to be one (under 1/4 of the short side): the frame is taken instead
         "tiny_fov_4000x3000": _disc_in_frame(3000, 4000, 150),
         # a decompression bomb: 30000x30000 declared in the header
         "bomb_30000x30000": _declared_png(30_000, 30_000),
         # the largest frame accepted (6000x4000 = 24 Mpx) with nothing in it to recognise
         "largest_6000x4000": _disc_in_frame(4000, 6000, 1900),
+        # the largest the kiosk accepts (9 Mpx): runs the whole pipeline there, then FTA
+        "largest_3600x2500": _disc_in_frame(2500, 3600, 1200),
     }
