@@ -13,15 +13,32 @@ from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 audit_app = typer.Typer(help="Verify or list the tamper-evident audit log.", no_args_is_help=True)
 
 
-@audit_app.command("verify")
-def verify(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
-    """Recompute the chain: exit 0 if intact, 3 if any event was edited, removed or reordered.
+ExpectHeadOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-head",
+        metavar="SEQ:MAC",
+        help="A head printed earlier (kept outside the store); the log must still hold it.",
+    ),
+]
 
-    Note the printed head (last sequence number and MAC) elsewhere to detect a later rollback.
+
+@audit_app.command("verify")
+def verify(
+    expect_head: ExpectHeadOpt = None,
+    db: DbOpt = None,
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute the chain and every user's state: exit 0 if intact, 3 if anything was edited,
+    removed, reordered or restored from an older copy.
+
+    Keep the printed head (SEQ:MAC) elsewhere and pass it back with --expect-head: that is
+    what shows a log truncated to an older state together with its head.
     """
     with errors_to_exit_codes(as_json=as_json):
         with open_store(db, key_file, create=False) as store:
-            report = store.audit_verify()
+            report = store.audit_verify(expect_head)
         result = {
             "ok": report.ok,
             "events": report.count,
@@ -34,7 +51,7 @@ def verify(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
                 "audit log intact: {n} events, head {seq}:{mac}",
                 n=report.count,
                 seq=report.head_seq,
-                mac=report.head_mac[:16],
+                mac=report.head_mac,
             )
         else:
             human = line("audit log BROKEN: {problems}", problems="; ".join(report.problems))

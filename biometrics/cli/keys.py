@@ -13,7 +13,7 @@ import typer
 from rich.progress import Progress
 from rich.text import Text
 
-from biometrics.cli.common import emit, err_console, errors_to_exit_codes, line
+from biometrics.cli.common import Exit, emit, err_console, errors_to_exit_codes, line
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, open_store
 
 keys_app = typer.Typer(help="List, rotate or retire encryption keys.", no_args_is_help=True)
@@ -70,15 +70,28 @@ def rotate(db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = Fal
                 store, lambda done, total: bar.update(task, completed=done, total=total)
             )
         verb = "resumed and finished" if result["resumed"] else "rotated"
-        emit(
-            {"ok": True, **result},
-            line(
-                "{verb}: {n} record(s) now under key {key}",
+        corrupt = len(result["corrupt_rows"])
+        human = line(
+            "{verb}: {n} record(s) now under key {key}",
+            verb=verb,
+            n=result["reencrypted"],
+            key=result["key_id"],
+        )
+        if corrupt:  # the others are rotated; these stay under their key and need attention
+            human = line(
+                "{verb}: {n} record(s) now under key {key}; {c} corrupt template row(s) left "
+                "under their old key (ids {ids}): run 'retauth audit verify'",
                 verb=verb,
                 n=result["reencrypted"],
                 key=result["key_id"],
-            ),
+                c=corrupt,
+                ids=", ".join(map(str, result["corrupt_rows"][:10])),
+            )
+        emit(
+            {"ok": not corrupt, **result},
+            human,
             as_json=as_json,
+            code=Exit.INTERNAL if corrupt else Exit.OK,
         )
 
 

@@ -32,7 +32,7 @@ class LibraryBackend:
     """
 
     def __init__(self, settings: Settings, service: AuthService | None = None) -> None:
-        self._service = service or AuthService(settings)
+        self._service = service or AuthService(settings, terminal="kiosk")
         self.name = self._service.pipeline.segmenter.name
 
     def close(self) -> None:
