@@ -25,7 +25,8 @@ EPILOG = """Examples:
       --shape 512x768 --out m2unet-x86
   retauth compile --weights model.onnx --target aarch64 \\
       --shape 512x768 --shape 608x576 --out m2unet-arm
-  retauth compile --weights model.onnx --shape 544x544 --tune-trials 2000 --out tuned
+  retauth compile --weights model.onnx --shape 544x544 \\
+      --tune-trials 2000 --out tuned
 """
 
 

@@ -248,9 +248,9 @@ def export_seg_command(
     against torch (< 1e-4).
 
     A per-data-set model has one to three validation images, too few to place a threshold
-    well: ``--threshold-from train`` picks it on every training image of its data sets. An
+    well: --threshold-from train picks it on every training image of its data sets. An
     ensemble's threshold is always chosen again on the exported graph (validation images,
-    or training images with ``train``), so it needs ``--data``.
+    or training images with 'train'), so it needs --data.
     """
     with errors_to_exit_codes(as_json=as_json):
         require("retauth export-seg", "torch", "onnx")
