@@ -23,7 +23,7 @@ from biometrics.cli.common import (
 )
 from biometrics.cli.db import DbOpt, JsonOpt, KeyFileOpt, announce_new_key, store_settings
 from biometrics.errors import InputError
-from biometrics.extras import available_backends
+from biometrics.extras import available_backends, require_backend
 
 #: Only the backends that can load in this installation are offered (torch and TVM are
 #: extras); asking for another one anyway says which extra to install.
@@ -68,6 +68,12 @@ def _service_and_analysis(settings, rgb):
     the two ran one after the other.
     """
     from concurrent.futures import ThreadPoolExecutor
+
+    # What the worker would refuse in one line is refused before the store is opened (which
+    # may create it): a missing extra or a model file that is not there.
+    require_backend(settings.backend)
+    if settings.weights and not Path(settings.weights).exists():
+        raise InputError(f"--weights {settings.weights}: no such file or folder")
 
     def analyse():
         from biometrics.pipeline import Pipeline
