@@ -35,7 +35,6 @@ picklable, module-level function.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -58,6 +57,7 @@ from rich.progress import (
 )
 
 from biometrics.errors import InputError, translate
+from biometrics.hashing import file_sha256
 from matching import metrics, plots
 from matching.protocols import Capture, Design, design
 
@@ -95,11 +95,6 @@ class Scheduler:
 # --------------------------------------------------------------------------- extraction
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of the file's bytes: the cache key, stable across renames and machines."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     tmp.write_bytes(data)
@@ -114,7 +109,7 @@ def _extract_one(
 ) -> T | str:
     """A template, or the one-line reason it could not be made (FTA)."""
     if cache_dir is not None:
-        digest = file_digest(capture.path)
+        digest = file_sha256(capture.path)  # the cache key: stable across renames
         cached, failed = cache_dir / f"{digest}.tpl", cache_dir / f"{digest}.fta"
         if cached.is_file() and decode is not None:
             return decode(cached.read_bytes())

@@ -15,7 +15,6 @@ the manifest says so. Requires the ``tvm`` extra; nothing on the verify path imp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from biometrics.errors import InputError
+from biometrics.hashing import file_sha256
 from segmentation.card import read_card
 from segmentation.preprocessing import PAD_MULTIPLE
 from segmentation.tvm_backend import (
@@ -187,10 +187,6 @@ def tune(
     return None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def compile_artefact(
     weights: str | Path,
     out: str | Path,
@@ -267,7 +263,7 @@ def compile_artefact(
         target=spec,
         input_name=input_name,
         libraries=libraries,
-        weights_sha256=_sha256(weights),
+        weights_sha256=file_sha256(weights),
         tvm_version=tvm.__version__,
         threshold=card.threshold,
         card=card.to_dict(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +61,3 @@ def parity(model: nn.Module, path: str | Path, hw: tuple[int, int] = (320, 384))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = session.run(None, {session.get_inputs()[0].name: x})[0]
     return float(np.abs(out - ref).max())
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (recorded in the model card)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

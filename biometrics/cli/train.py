@@ -194,7 +194,8 @@ def write_model(
     """
     from segmentation.card import ModelCard, write_card
     from segmentation.models import arch_of
-    from training.export import export_onnx, parity, sha256
+    from biometrics.hashing import file_sha256
+    from training.export import export_onnx, parity
 
     export_onnx(model, path, fixed_hw=fixed_hw)
     diff = parity(model, path, **({"hw": fixed_hw} if fixed_hw else {}))
@@ -218,7 +219,7 @@ def write_model(
             if fixed_hw is None
             else f"float32 (1, 3, {fixed_hw[0]}, {fixed_hw[1]}) RGB in [0, 1]",
             max_abs_logit_diff=diff,
-            sha256=sha256(path),
+            sha256=file_sha256(path),
             members=members or [],
             provenance=provenance or {},
         ),
