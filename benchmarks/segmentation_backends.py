@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segmentation.tvm_backend import parse_shape_key
+
 SIZES = "544x544,960x960,1024x1504,2336x3520"
 BACKENDS = "torch,onnxruntime,onnxruntime-int8,onnxruntime-tiled,tvm,tvm-default"
 REFERENCE_PIXELS = 544 * 544
@@ -43,11 +45,6 @@ REFERENCE_PIXELS = 544 * 544
 DRIVE_SHAPE = (608, 576)
 DRIVE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tvm")
 VERIFY_SHAPE = (511, 768)  # a RIDB photograph (1504×1000) at canonical scale
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    h, w = text.lower().split("x")
-    return int(h), int(w)
 
 
 def logit(probability: float) -> float:
@@ -119,7 +116,7 @@ def run_worker(args: argparse.Namespace) -> None:
         # Kiosk conditions: tvm_ffi imports torch whenever it is installed; kiosks do not
         # install it, so keep its ~200 MB out of the TVM rows' RSS.
         sys.modules["torch"] = None
-    size = parse_size(args.size)
+    size = parse_shape_key(args.size)
     logits = make_backend(args.worker, args, size)
     if args.drive:
         np.savez(args.dump, *drive_maps(logits, args))
@@ -339,7 +336,7 @@ def main() -> None:
     from segmentation.backends import model_threshold
 
     args.threshold = args.threshold or model_threshold(Path(args.onnx))
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    sizes = [parse_shape_key(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="retauth-bench-"))
     if not args.checkpoint:
@@ -405,7 +402,7 @@ def main() -> None:
     ort_rows = [r for r in rows if r["backend"] == "onnxruntime" and "peak_rss_mb" in r]
     slope = None
     if len(ort_rows) >= 2:
-        pixels = [np.prod(parse_size(r["size"])) for r in ort_rows]
+        pixels = [np.prod(parse_shape_key(r["size"])) for r in ort_rows]
         slope = float(np.polyfit(pixels, [r["peak_rss_mb"] * 2**20 for r in ort_rows], 1)[0])
 
     console = Console(width=200)

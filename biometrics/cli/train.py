@@ -273,13 +273,12 @@ def export_seg_command(
         root = data_root(data) if threshold_from == "train" or ensemble else None
         fixed_hw = None
         if fixed:
+            from segmentation.compile import parse_shape  # the one HxW parser
+
             try:
-                h, w = (int(v) for v in fixed.lower().split("x"))
-            except ValueError:
-                raise InputError("--fixed must look like 512x768 (height x width)") from None
-            if h % 32 or w % 32:
-                raise InputError("--fixed height and width must be multiples of 32")
-            fixed_hw = (h, w)
+                fixed_hw = parse_shape(fixed)
+            except InputError as exc:
+                raise InputError(f"--fixed: {exc}") from None
         members, described = [], []
         for path in paths:
             ck = torch.load(path, map_location="cpu", weights_only=False)

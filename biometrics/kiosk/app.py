@@ -66,6 +66,7 @@ from biometrics.kiosk.backend import Decision, KioskBackend
 from biometrics.kiosk.capture import CaptureSource
 from biometrics.kiosk.metrics import Metrics
 from biometrics.kiosk.operator import OperatorGate
+from biometrics.overlay import encode_image
 from segmentation.imageio import InvalidImage, decode_image
 
 log = logging.getLogger("retauth.kiosk")
@@ -507,10 +508,8 @@ def _png_data_uri(rgb: np.ndarray) -> str:
     scale = OVERLAY_MAX_SIDE / max(rgb.shape[:2])
     if scale < 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover - OpenCV cannot fail on a valid uint8 RGB array
-        raise RuntimeError("PNG encoding failed")
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+    png = encode_image(rgb, ".png")  # the one overlay encoder, shared with retauth inspect
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _debug_save(folder: Path | None, probe: np.ndarray, overlay: np.ndarray | None) -> None:
