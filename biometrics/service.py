@@ -35,7 +35,11 @@ class AuthService:
     ) -> None:
         self.pipeline = pipeline or Pipeline(settings)
         threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
-        self.engine = Engine(store or TemplateStore.open(settings), threshold=threshold)
+        self.engine = Engine(
+            store or TemplateStore.open(settings),
+            threshold=threshold,
+            cache_size=settings.reference_cache,
+        )
         self.terminal = terminal
 
     @property

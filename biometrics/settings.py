@@ -52,6 +52,10 @@ class Settings:
     tvm_runtime: str = ""
     #: Where evaluation caches templates (default: the per-user cache dir).
     cache_dir: str = ""
+    #: Dask scheduler address (``tcp://host:8786``) for sharded 1:N and ``retauth dedup``.
+    dask_scheduler: str = ""
+    #: Parsed reference templates a service keeps (each with its ~2.5 MB matcher raster).
+    reference_cache: int = 32
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"
@@ -79,6 +83,7 @@ _NUMBERS = {
     "lockout_attempts": int,
     "lockout_window_s": float,
     "lockout_duration_s": float,
+    "reference_cache": int,
 }
 
 

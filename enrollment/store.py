@@ -408,6 +408,12 @@ class TemplateStore:
                     ctx = context("features", owner.pseudonym, owner.reference, record.uid)
                     record.features = seal(self.keyring, features[record.id], ctx)
 
+    def user_names(self, user_pks: Collection[int]) -> dict[int, str]:
+        """Display ids of user rows (for reports such as ``retauth dedup``)."""
+        with read_session(self.engine) as session:
+            users = session.scalars(select(User).where(User.id.in_(list(user_pks)))).all()
+            return {u.id: self._name(u) for u in users}
+
     def identity(self, user_id: str) -> tuple[str, str]:
         """(normalised id, pseudonym) of a user id: the one HMAC a claim needs."""
         return self._pseudonym(user_id)

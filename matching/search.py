@@ -75,11 +75,30 @@ class Gallery:
 
     def add(self, keys: Sequence[int], owners: Sequence[int], vectors: Sequence[Prefilter]) -> None:
         """Append captures (a key already present is replaced)."""
-        self.remove([k for k in keys if k in self._position])
-        if not keys:
+        if not len(keys):
             return
+        self.add_arrays(
+            np.asarray(keys, np.int64),
+            np.asarray(owners, np.int64),
+            np.stack([v.polar for v in vectors]),
+            np.stack([v.polar_magnitude for v in vectors]),
+            np.stack([v.spectral for v in vectors]),
+        )
+
+    def add_arrays(
+        self,
+        keys: np.ndarray,
+        owners: np.ndarray,
+        polar: np.ndarray,
+        magnitude: np.ndarray,
+        spectral: np.ndarray,
+    ) -> None:
+        """Append captures given as stacked pre-filter arrays (bulk loads, shards)."""
+        self.remove([int(k) for k in keys if int(k) in self._position])
         n = len(keys)
-        dim = vectors[0].spectral.size
+        if n == 0:
+            return
+        dim = spectral.shape[1]
         if self.spectral.shape[1] != dim:
             if self._size:
                 raise ValueError("pre-filter vectors of another size than the gallery's")
@@ -89,14 +108,13 @@ class Gallery:
         rows = slice(self._size, self._size + n)
         self.keys[rows] = keys
         self.owners[rows] = owners
-        self.polar[rows] = np.stack([v.polar for v in vectors])
-        self.magnitude[rows] = np.stack([v.polar_magnitude for v in vectors])
-        self.spectral[rows] = np.stack([v.spectral for v in vectors])
+        self.polar[rows] = polar
+        self.magnitude[rows] = magnitude
+        self.spectral[rows] = spectral
         if self._centre is None:
             self._centre = self.spectral[rows].mean(axis=0)
         self._spectral_norm[rows] = np.linalg.norm(self.spectral[rows] - self._centre, axis=1)
-        for i, key in enumerate(keys):
-            self._position[int(key)] = self._size + i
+        self._position.update((int(k), self._size + i) for i, k in enumerate(keys))
         self._size += n
         self._alive += n
 
@@ -178,6 +196,15 @@ class Gallery:
 
     def owner_of(self, key: int) -> int:
         return int(self.owners[self._position[key]])
+
+    def position(self, key: int) -> int:
+        """Row of a key in the arrays (valid until the next :meth:`compact`)."""
+        return self._position[key]
+
+    @property
+    def rows(self) -> int:
+        """Rows in use in the arrays, holes left by removals included."""
+        return self._size
 
 
 def rescore(

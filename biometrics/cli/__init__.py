@@ -92,10 +92,10 @@ def _plain_help(group: typer.Typer) -> None:
 
 
 def _register_all() -> None:
-    from biometrics.cli import audit, db, evaluate, identity, keys, kiosk, train, users
+    from biometrics.cli import audit, db, dedup, evaluate, identity, keys, kiosk, train, users
     from biometrics.cli import compile as compile_cli
 
-    for module in (identity, train, evaluate, users, keys, audit, db, kiosk, compile_cli):
+    for module in (identity, dedup, train, evaluate, users, keys, audit, db, kiosk, compile_cli):
         module.register(app)
     _plain_help(app)
 

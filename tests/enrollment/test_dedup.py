@@ -1,0 +1,44 @@
+"""``retauth dedup`` finds one eye enrolled under two ids, in process and on Dask."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from eyes import templates
+from typer.testing import CliRunner
+
+from biometrics.cli import app
+from biometrics.engine import Engine
+from matching import DEFAULT_THRESHOLD
+
+
+@pytest.fixture
+def enrolled(store, db_url, monkeypatch) -> str:
+    t = templates()
+    engine = Engine(store, threshold=DEFAULT_THRESHOLD)
+    for i in range(4):
+        engine.enroll(f"user{i}", [t[f"eye{i}"]])
+    monkeypatch.setenv("RETAUTH_DB_URL", db_url)
+    return db_url
+
+
+def _dedup(*args: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(app, ["dedup", "--json", *args])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_clean_store_exit_0(enrolled) -> None:
+    code, out = _dedup()
+    assert code == 0 and out["duplicates"] == [] and out["captures"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [(), ("--dask", "2")])
+def test_twin_enrolment_found(enrolled, store, args) -> None:
+    pytest.importorskip("distributed")
+    Engine(store, threshold=DEFAULT_THRESHOLD).enroll("twin", [templates()["eye1-moved"]])
+    code, out = _dedup(*args)
+    assert code == 1
+    assert [sorted(d["users"]) for d in out["duplicates"]] == [["twin", "user1"]]
+    assert out["duplicates"][0]["score"] >= DEFAULT_THRESHOLD
