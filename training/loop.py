@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 import torch
 
+from biometrics.errors import InputError
 from segmentation.models import ARCHS, build
 from segmentation.preprocessing import CANONICAL_FOV_DIAMETER, to_canonical
 from segmentation.torch_backend import TorchSegmenter
@@ -226,6 +227,12 @@ def train(
     last = out_dir / "last.pt"
     if resume and last.is_file():
         ck = torch.load(last, map_location=device, weights_only=False)
+        saved = ck.get("config", {})
+        for key in ("arch", "recipe", "loss"):
+            if saved.get(key, TrainConfig.__dataclass_fields__[key].default) != getattr(cfg, key):
+                raise InputError(
+                    f"{last} is a --{key} {saved.get(key)} run; resume it with the same --{key}"
+                )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if plateau is not None and ck.get("scheduler"):

@@ -1,4 +1,5 @@
-"""``retauth train`` and ``retauth eval-seg``: train M2U-Net, export it, score it on test sets.
+"""``retauth train``, ``export-seg`` and ``eval-seg``: train a vessel segmenter (M2U-Net or a
+lightweight U²-Net), export it (or an ensemble) to ONNX, score it on the test sets.
 
 torch is imported only inside ``train`` (the ``train`` extra); ``eval-seg`` runs the exported
 ONNX model through ONNX Runtime, exactly as the biometric pipeline does.
@@ -192,9 +193,9 @@ def write_model(
     returns it with a note of where it was chosen (the card's ``threshold_from``) and, if it
     was chosen on the validation images, the exported model's validation Dice there.
     """
+    from biometrics.hashing import file_sha256
     from segmentation.card import ModelCard, write_card
     from segmentation.models import arch_of
-    from biometrics.hashing import file_sha256
     from training.export import export_onnx, parity
 
     export_onnx(model, path, fixed_hw=fixed_hw)

@@ -193,3 +193,12 @@ def test_export_seg_writes_an_ensemble_with_its_own_threshold(fixture_root, tmp_
     assert card.threshold_from.startswith("validation (2 images")  # DRIVE's 39 and 40
     assert card.max_abs_logit_diff < 1e-4 and card.diameter == 48
     assert json.loads(out.with_suffix(".json").read_text())["provenance"]["steps"] == [10, 10]
+
+
+def test_resume_refuses_another_architecture(fixture_root, tmp_path):
+    small = {"batch_size": 2, "crop": 32, "val_every": 5, "diameter": 48, "threads": 1}
+    cfg = recipe_config("seed", arch="u2net-xs-dw", datasets=("drive",), steps=1, **small)
+    train(cfg, fixture_root, tmp_path, log=lambda _: None)
+    other = recipe_config("seed", arch="u2net-xs", datasets=("drive",), steps=2, **small)
+    with pytest.raises(ValueError, match="--arch u2net-xs-dw run"):
+        train(other, fixture_root, tmp_path, resume=True, log=lambda _: None)
