@@ -20,23 +20,18 @@ import json
 import os
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
-sys.path.append(str(ROOT / "tests"))
-from synthetic import fundus  # noqa: E402
-
-from biometrics.features import extract_features  # noqa: E402
-from biometrics.pipeline import Pipeline  # noqa: E402
-from matching.registration import register  # noqa: E402
-from segmentation.imageio import read_image  # noqa: E402
-from segmentation.preprocessing import to_canonical  # noqa: E402
+from biometrics.features import extract_features
+from biometrics.pipeline import Pipeline
+from biometrics.synthetic import fundus
+from matching.registration import register
+from segmentation.imageio import read_image
+from segmentation.preprocessing import to_canonical
 
 
 def precision_recall(found: np.ndarray, truth: np.ndarray, tol: float) -> tuple[int, int, int]:

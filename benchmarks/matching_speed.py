@@ -13,23 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]  # the packages first: tests/ has same-named test folders
-sys.path.append(str(ROOT / "tests"))
-from synthetic import vessel_tree  # noqa: E402
-
-from biometrics.cli.identity import sample_images  # noqa: E402
-from biometrics.pipeline import Pipeline  # noqa: E402
-from biometrics.template import Template  # noqa: E402
-from matching import compare  # noqa: E402
-from matching.search import Gallery  # noqa: E402
+from biometrics.cli.identity import sample_images
+from biometrics.pipeline import Pipeline
+from biometrics.synthetic import vessel_tree
+from biometrics.template import Template
+from matching import compare
+from matching.search import Gallery
 
 
 def tree_template(seed: int) -> Template:
