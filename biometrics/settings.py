@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ class Settings:
     tvm_runtime: str = ""
     #: Where evaluation caches templates (default: the per-user cache dir).
     cache_dir: str = ""
+    #: The kiosk operator's token (``RETAUTH_OPERATOR_TOKEN``); kept out of ``repr``.
+    operator_token: str = field(default="", repr=False)
     #: Dask scheduler address (``tcp://host:8786``) for sharded 1:N and ``retauth dedup``.
     dask_scheduler: str = ""
     #: Parsed reference templates a service keeps (each with its ~2.5 MB matcher raster).

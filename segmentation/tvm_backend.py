@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
-import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from biometrics.errors import InputError, MissingExtra
+from biometrics.settings import load_settings
 from segmentation.card import ModelCard, card_from_manifest
 from segmentation.inference import probability_map
 from segmentation.preprocessing import PAD_MULTIPLE
@@ -135,7 +135,7 @@ def read_manifest(directory: Path) -> dict:
 def runtime_library() -> Path:
     """Path of ``libtvm_runtime.so``: ``$RETAUTH_TVM_RUNTIME``, else the one in the installed
     ``tvm`` package (found without importing it, which would load the 260 MB compiler)."""
-    override = os.environ.get("RETAUTH_TVM_RUNTIME")
+    override = load_settings().tvm_runtime  # the settings resolver reads the environment
     if override:
         return Path(override)
     spec = importlib.util.find_spec("tvm")

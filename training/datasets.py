@@ -17,13 +17,13 @@ Splits (Laibacher et al., 2019):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from biometrics.settings import data_root as settings_data_root
 from segmentation.imageio import read_image
 from segmentation.preprocessing import fov_mask
 
@@ -46,14 +46,12 @@ class Sample:
 
 
 def data_root(flag: str | Path | None = None) -> Path:
-    """Data root from ``--data`` or ``RETAUTH_DATA``; a clear error when neither is usable."""
-    value = flag or os.environ.get("RETAUTH_DATA")
-    if not value:
-        raise ValueError("no data root: pass --data or set RETAUTH_DATA")
-    root = Path(value)
-    if not root.is_dir():
-        raise ValueError(f"data root {root} is not a directory")
-    return root
+    """Data root from ``--data`` or ``RETAUTH_DATA``; a clear error when neither is usable.
+
+    Resolved by :func:`biometrics.settings.data_root`, the one reader of the environment, so
+    training and ``retauth evaluate`` name a missing folder the same way.
+    """
+    return settings_data_root(flag, what="a data root (--data)")
 
 
 def _read_binary(path: Path) -> np.ndarray:
