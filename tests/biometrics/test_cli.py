@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -54,10 +55,23 @@ def db_hash(home: Path) -> str:
     return hashlib.sha256((home / "retauth.db").read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def enrolled(home, images):
-    result = run("enroll", "--user", "alice", images["a1"], "--json")
+@pytest.fixture(scope="module")
+def enrolled_store(tmp_path_factory, images) -> Path:
+    """A store with alice enrolled, made once per module (an enrolment runs the pipeline)."""
+    folder = tmp_path_factory.mktemp("enrolled")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RETAUTH_HOME", str(folder))
+        env.delenv("RETAUTH_KEY", raising=False)
+        env.setenv("RETAUTH_CONFIG", str(folder / "absent.toml"))
+        result = run("enroll", "--user", "alice", images["a1"], "--json")
     assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture
+def enrolled(home, enrolled_store):
+    """A private copy of the enrolled store (database and key file) for one test."""
+    shutil.copytree(enrolled_store, home, dirs_exist_ok=True)
     return home
 
 
@@ -148,6 +162,7 @@ def test_inspect_writes_overlay(home, images, tmp_path):
     assert cv2.imread(str(out)) is not None
 
 
+@pytest.mark.slow
 def test_demo_accepts_genuine_and_rejects_impostor():
     result = run("demo", "--json")
     assert result.exit_code == 0, result.output
