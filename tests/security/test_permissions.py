@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
+from store_fixtures import pg_db  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
 from biometrics.cli import app
+from biometrics.errors import StoreError
 from biometrics.settings import load_settings
 from enrollment import TemplateStore
 from enrollment.errors import KeyConfigError
@@ -107,3 +110,29 @@ def test_read_only_commands_create_nothing_in_an_empty_home(home: Path, command:
     assert result.exit_code == 3, result.output
     assert result.output.count("\n") == 1 and "no template store" in result.output
     assert not home.exists() or list(home.rglob("*")) == []
+
+
+def test_read_only_open_writes_nothing_to_an_empty_database(db_url: str, home: Path) -> None:
+    """On SQLite no file appears; on PostgreSQL (tables migrated, no store yet) no row."""
+    with pytest.raises(StoreError, match="no template store|never initialised"):
+        TemplateStore.open(load_settings(db_url=db_url), create=False)
+    if db_url.startswith("sqlite"):
+        assert not Path(db_url.removeprefix("sqlite:///")).exists()
+    else:
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM store_meta")).scalar() == 0
+        engine.dispose()
+    assert not home.exists() or list(home.rglob("*")) == []  # no key file either
+
+
+def test_read_only_open_migrates_no_empty_postgres_database(
+    pg_db: str,  # noqa: F811 - the fixture
+    home: Path,
+) -> None:
+    with pytest.raises(StoreError, match="no template store"):
+        TemplateStore.open(load_settings(db_url=pg_db), create=False)
+    engine = create_engine(pg_db)
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == []
+    engine.dispose()
