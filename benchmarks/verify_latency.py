@@ -1,4 +1,6 @@
-"""Per-stage latency of one verification on a RIDB-sized (1504×1000) photograph.
+"""Per-stage latency of one verification on a RIDB-sized (1504×1000) photograph, through the
+shipped service: ``AuthService.analyse`` (the pipeline the CLI and kiosk run, with its own stage
+timings) and ``AuthService.decide`` (store, engine, matcher) against an enrolled store.
 
     python benchmarks/verify_latency.py [--image PATH] [--backend auto|classical|onnxruntime] [--repeat 20]
 
@@ -20,18 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from biometrics.cli.identity import sample_images
-from biometrics.eyeframe import locate_disc
-from biometrics.graph import build_vessel_graph
-from biometrics.quality import assess
+from biometrics.service import AuthService
 from biometrics.settings import load_settings
-from biometrics.skeleton import calibre_map, centreline, vessel_mask
-from biometrics.template import Template
-from enrollment.store import TemplateStore
-from matching import compare
-from segmentation.backends import load_segmenter
 from segmentation.imageio import decode_image
-from segmentation.preprocessing import to_canonical
+
+
+def sample_images() -> dict[str, Path]:
+    folder = Path(__file__).resolve().parents[1] / "biometrics" / "samples"
+    return {p.stem: p for p in folder.glob("*.jpg")}
 
 
 def default_image() -> bytes:
@@ -53,7 +51,6 @@ def main() -> None:
     args = parser.parse_args()
 
     data = args.image.read_bytes() if args.image else default_image()
-    segmenter = load_segmenter(args.backend, args.weights)
     times: dict[str, list[float]] = {}
 
     def timed(name, fn, *a):
@@ -63,31 +60,29 @@ def main() -> None:
         return out
 
     with tempfile.TemporaryDirectory() as home:
-        settings = load_settings(db_url=f"sqlite:///{home}/b.db", key_file=f"{home}/b.key")
-        store = TemplateStore.open(settings)
-        reference = None
+        settings = load_settings(
+            db_url=f"sqlite:///{home}/b.db",
+            key_file=f"{home}/b.key",
+            backend=args.backend,
+            weights=args.weights or "",
+        )
+        service = AuthService(settings)
+        rgb = decode_image(data)
+        service.enroll("bench", [rgb])
+        blob_size = len(service.analyse(rgb).template.to_bytes())
         for i in range(args.repeat + 2):
             rgb = timed("decode", decode_image, data)
-            canon = timed("canonical scale", to_canonical, rgb)
-            prob = timed("segmentation", segmenter.predict, canon.rgb, canon.fov)
-            mask = timed("vessel mask", vessel_mask, prob, canon.fov)
-            skel = timed("skeleton", centreline, mask)
-            graph = timed("vessel graph", build_vessel_graph, skel, calibre_map(mask))
-            disc = timed("optic disc", locate_disc, canon.rgb, canon.fov, mask)
-            timed("quality", assess, canon.rgb, canon.fov, mask, graph.number_of_nodes())
-            tpl = timed("template", Template.from_graph, graph, (disc.x, disc.y), disc.side)
-            blob = timed("serialise", tpl.to_bytes)
-            if reference is None:
-                store.enroll("bench", [blob])
-                reference = blob
-            refs = timed("store read+decrypt", store.templates, "bench")
-            ref = Template.from_bytes(refs[0])
-            probe = Template.from_bytes(blob)  # fresh objects: no cached rasters
-            timed("match 1:1", compare, ref, probe)
+            analysis = service.analyse(rgb)  # the shipped pipeline, as retauth verify runs it
+            for stage, ms in analysis.timings_ms.items():
+                times.setdefault(stage.removesuffix("_ms"), []).append(ms)
+            decision = timed("decide 1:1 (store + match)", service.decide, analysis, "bench")
+            assert decision.accepted
             if i < 2:  # warm-up
                 for v in times.values():
                     v.clear()
-        store.close()
+        name = service.pipeline.segmenter.name
+        canon = analysis.canonical.rgb
+        service.close()
 
     rows = {k: (statistics.median(v), float(np.percentile(v, 95))) for k, v in times.items()}
     total = sum(m for m, _ in rows.values())
@@ -95,22 +90,22 @@ def main() -> None:
         print(
             json.dumps(
                 {
-                    "backend": segmenter.name,
+                    "backend": name,
                     "stages_ms": rows,
                     "total_ms": total,
-                    "template_bytes": len(reference),
+                    "template_bytes": blob_size,
                 }
             )
         )
         return
     print(
-        f"backend: {segmenter.name}; image {rgb.shape[1]}x{rgb.shape[0]} -> canonical "
-        f"{canon.rgb.shape[1]}x{canon.rgb.shape[0]}; template {len(reference)} bytes"
+        f"backend: {name}; image {rgb.shape[1]}x{rgb.shape[0]} -> canonical "
+        f"{canon.shape[1]}x{canon.shape[0]}; template {blob_size} bytes"
     )
-    print(f"{'stage':<22}{'median ms':>10}{'p95 ms':>10}")
-    for name, (med, p95) in rows.items():
-        print(f"{name:<22}{med:>10.1f}{p95:>10.1f}")
-    print(f"{'total':<22}{total:>10.1f}")
+    print(f"{'stage':<28}{'median ms':>10}{'p95 ms':>10}")
+    for stage, (med, p95) in rows.items():
+        print(f"{stage:<28}{med:>10.1f}{p95:>10.1f}")
+    print(f"{'total':<28}{total:>10.1f}")
 
 
 if __name__ == "__main__":

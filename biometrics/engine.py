@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from biometrics.template import Template
 from enrollment.errors import (
     InvalidRecord,
@@ -39,13 +41,15 @@ from enrollment.errors import (
 )
 from enrollment.store import Candidate, Outcome, TemplateStore
 from matching import compare
-from matching.prefilter import Prefilter
+from matching.prefilter import InvalidPrefilter, Prefilter, check, stack
 from matching.search import Gallery, rescore
 
 Mode = Literal["1:1", "1:N"]
 
 #: Parsed templates kept per process (each holds its ~2.5 MB matcher raster once built).
 CACHE_SIZE = 32
+#: Captures whose pre-filter records are parsed together when a service loads its cache.
+_LOAD_BATCH = 4096
 #: Times a claim is scored again when the references change under it.
 _RETRIES = 3
 
@@ -130,24 +134,35 @@ class Engine:
         """Load new captures' pre-filter records; compute (and store) those that lack one."""
         if not keys:
             return
-        refs = self.store.load_references(keys)
         computed: dict[int, bytes] = {}
-        add_keys, add_owners, add_vectors = [], [], []
-        for ref in refs:
+        loaded: list[tuple[int, int, bytes]] = []  # (row id, owner, pre-filter record)
+        for ref in self.store.load_references(keys):
             self._rows[ref.row_id] = _Row(ref.user_pk, ref.subject, ref.uid)
             self._by_subject.setdefault(ref.subject, []).append(ref.row_id)
             if ref.problem is not None:
                 self.problems[ref.row_id] = ref.problem  # 1:1 for this user fails; 1:N goes on
                 continue
-            if ref.features is None:
-                vector = Prefilter.of(Template.from_bytes(ref.template))
-                computed[ref.row_id] = vector.to_bytes()
-            else:
-                vector = Prefilter.from_bytes(ref.features)
-            add_keys.append(ref.row_id)
-            add_owners.append(ref.user_pk)
-            add_vectors.append(vector)
-        self.gallery.add(add_keys, add_owners, add_vectors)
+            blob = ref.features
+            if blob is None:
+                blob = computed[ref.row_id] = Prefilter.of(
+                    Template.from_bytes(ref.template)
+                ).to_bytes()
+            loaded.append((ref.row_id, ref.user_pk, blob))
+        for start in range(0, len(loaded), _LOAD_BATCH):
+            part = loaded[start : start + _LOAD_BATCH]
+            good = []
+            for row in part:
+                try:
+                    check(row[2])
+                    good.append(row)
+                except InvalidPrefilter as exc:
+                    self.problems[row[0]] = f"has a corrupt pre-filter record ({exc})"
+            if good:
+                self.gallery.add_arrays(
+                    np.array([r[0] for r in good], np.int64),
+                    np.array([r[1] for r in good], np.int64),
+                    *stack([r[2] for r in good]),
+                )
         self.store.attach_features(computed)
 
     def references(self, keys: Sequence[int]) -> dict[int, Template]:

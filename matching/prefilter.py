@@ -74,17 +74,40 @@ class Prefilter:
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Prefilter:
-        if len(blob) < _HEADER.size:
-            raise InvalidPrefilter("pre-filter record is truncated")
-        magic, version, rings, angles, spectral = _HEADER.unpack_from(blob)
-        if magic != _MAGIC or version != _VERSION or (rings, angles) != (RINGS, ANGLES):
-            raise InvalidPrefilter("pre-filter record has an unknown format or version")
-        body = memoryview(blob)[_HEADER.size :]
-        if len(body) != rings * angles * 2 + spectral * 4:
-            raise InvalidPrefilter("pre-filter record has the wrong size")
-        polar = np.frombuffer(body, "<f2", rings * angles).astype(np.float32).reshape(rings, angles)
-        vec = np.frombuffer(body, "<f4", spectral, rings * angles * 2).astype(np.float32)
-        return cls(polar, polar_magnitude(polar), vec)
+        polar, _, spectral = stack([blob])
+        return cls(polar[0].astype(np.float32), polar_magnitude(polar[0]), spectral[0])
+
+
+def check(blob: bytes) -> int:
+    """Validate a record's header and size without decoding it; returns its spectral size."""
+    if len(blob) < _HEADER.size:
+        raise InvalidPrefilter("pre-filter record is truncated")
+    magic, version, rings, angles, dim = _HEADER.unpack_from(blob)
+    if magic != _MAGIC or version != _VERSION or (rings, angles) != (RINGS, ANGLES):
+        raise InvalidPrefilter("pre-filter record has an unknown format or version")
+    if len(blob) != _HEADER.size + rings * angles * 2 + dim * 4:
+        raise InvalidPrefilter("pre-filter record has the wrong size")
+    return dim
+
+
+def stack(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse many :meth:`Prefilter.to_bytes` records at once: (polar f16, magnitude, spectral).
+
+    What a service does at start for every enrolled capture, so the magnitudes of all of
+    them come from one FFT call rather than one per capture.
+    """
+    if not blobs:
+        raise InvalidPrefilter("no pre-filter records")
+    if len({check(blob) for blob in blobs}) != 1:
+        raise InvalidPrefilter("pre-filter records of different sizes")
+    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), -1)[:, _HEADER.size :]
+    cut = RINGS * ANGLES * 2
+    polar = np.ascontiguousarray(raw[:, :cut]).view("<f2").reshape(-1, RINGS, ANGLES)
+    spectral = np.ascontiguousarray(raw[:, cut:]).view("<f4").astype(np.float32)
+    mag = np.abs(np.fft.rfft(polar.astype(np.float32), axis=2)[:, :, 1 : POLAR_FREQS + 1])
+    mag = mag.reshape(len(blobs), -1)
+    mag /= np.maximum(np.linalg.norm(mag, axis=1, keepdims=True), 1e-9)
+    return polar.astype(np.float16), mag.astype(np.float32), spectral
 
 
 def polar_profiles(points: np.ndarray) -> np.ndarray:

@@ -1,0 +1,311 @@
+"""1:N and 1:1 through the real service at 1 k, 10 k and 100 k enrolled captures.
+
+    python benchmarks/identify_scale.py --data ../shared/data [--sizes 1000,10000,100000]
+        [--postgres] [--dask 2] [--million] [--work DIR] [--json]
+
+What a deployment has, measured the way a restarted kiosk meets it:
+
+1. A real store (SQLite file, or PostgreSQL with ``--postgres``) is filled through
+   ``TemplateStore.enroll``: RIDB identities 1-10 (captures 1 and 2 each), then distractor
+   identities of two captures each, made from every DRIVE, CHASE_DB1 and HRF capture as
+   another camera would show them: mirrored, turned by up to 180°, shifted and cropped
+   (:mod:`matching.variants`). Sizes count enrolled captures.
+2. For each size a **fresh process** starts the service (``AuthService``: model, store, gallery
+   cache), as the kiosk does; "start" is from spawning it to its first decision being possible.
+   It analyses the probes with the shipped pipeline, then times ``AuthService.decide`` - the
+   call the kiosk and ``retauth verify`` make after the pipeline - for 1:N and 1:1:
+   genuine probes are RIDB captures 3-5 (30), impostors are those captures mirrored (a
+   different, unenrolled eye). It reports p50/p95, rank-1 (genuine identified as themselves),
+   false accepts, and the process's resident memory.
+3. With ``--dask N`` the largest gallery is also served by a :class:`ShardedGallery` on N local
+   workers; ``--million`` adds a 1 M-capture run of it (pre-filter rows of the real gallery
+   repeated with small perturbations) and the projection from the measured sizes.
+
+Lockout is relaxed for the benchmark process only (repeated impostor claims would lock ids
+and pause the terminal, which is the policy working, not the engine's speed). Built stores are
+kept in ``--work`` and grown, not rebuilt, between sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+RIDB_ENROL = (1, 2)
+RIDB_PROBE = (3, 4, 5)
+ROUNDS = 3
+
+
+def _ridb(data: Path, capture: int, identity: int) -> Path:
+    return data / "RIDB" / f"IM{capture:06d}_{identity}.jpg"
+
+
+def _others(data: Path) -> list[Path]:
+    files = sorted((data / "DRIVE").glob("*/images/*.tif"))
+    files += sorted((data / "CHASEDB1").glob("Image_*.jpg"))
+    files += sorted((data / "HRF" / "images").glob("*.*"))
+    return files
+
+
+def base_templates(data: Path, work: Path) -> dict[str, bytes]:
+    """Templates of every capture used (cached in ``work``): RIDB enrolment + distractor bases."""
+    cache = work / "base_templates.pkl"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    from rich.progress import track
+
+    from biometrics.pipeline import Pipeline
+    from segmentation.imageio import read_image
+
+    pipeline = Pipeline()
+    files = [_ridb(data, c, i) for i in range(1, 11) for c in RIDB_ENROL] + _others(data)
+    out = {}
+    for path in track(files, description="extracting base templates"):
+        analysis = pipeline.analyse(read_image(path))
+        if analysis.features.quality.ok:
+            out[str(path)] = analysis.template.to_bytes()
+    cache.write_bytes(pickle.dumps(out))
+    return out
+
+
+def grow_store(store: Any, data: Path, bases: dict[str, bytes], target: int) -> int:
+    """Enrol until ``target`` captures are in the store; returns the number enrolled."""
+    from rich.progress import Progress
+
+    from biometrics.template import Template
+    from matching.prefilter import Prefilter
+    from matching.variants import distractor_pairs
+
+    have = len(store.reference_index()[1])
+    if have == 0:
+        for identity in range(1, 11):
+            blobs = [bases[str(_ridb(data, c, identity))] for c in RIDB_ENROL]
+            vectors = [Prefilter.of(Template.from_bytes(b)).to_bytes() for b in blobs]
+            store.enroll(f"ridb{identity}", blobs, features=vectors)
+        have = 20
+    others = [Template.from_bytes(b) for k, b in bases.items() if "RIDB" not in k]
+    first = (have - 20) // 2
+    count = max(0, (target - have) // 2)
+    pairs = distractor_pairs(others, first + count, seed=1)[first:]
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"enrolling up to {target} captures", total=count)
+        for n, pair in enumerate(pairs):
+            store.enroll(
+                f"distractor{first + n}",
+                [t.to_bytes() for t in pair],
+                features=[Prefilter.of(t).to_bytes() for t in pair],
+            )
+            bar.advance(task)
+    return len(store.reference_index()[1])
+
+
+def probes(data: Path) -> list[dict[str, Any]]:
+    """Genuine RIDB probes and their mirrored copies (impostors: eyes nobody enrolled)."""
+    out = []
+    for identity in range(1, 11):
+        for capture in RIDB_PROBE:
+            path = str(_ridb(data, capture, identity))
+            out.append({"path": path, "user": f"ridb{identity}", "mirror": False})
+            out.append({"path": path, "user": None, "mirror": True})
+    return out
+
+
+def child(spawned: float, probe_file: Path) -> None:
+    """The measured process: a fresh service, as a restarted kiosk starts it."""
+    from biometrics.service import AuthService
+    from biometrics.settings import load_settings
+    from enrollment.errors import UserLocked
+    from segmentation.imageio import read_image
+
+    service = AuthService(load_settings(), terminal="benchmark")
+    ready = time.time()
+    items = json.loads(probe_file.read_text())
+    analyses = []
+    pipeline_ms = []
+    for item in items:
+        rgb = read_image(item["path"])
+        if item["mirror"]:
+            rgb = np.ascontiguousarray(rgb[:, ::-1])
+        start = time.perf_counter()
+        analyses.append(service.pipeline.analyse(rgb))
+        pipeline_ms.append((time.perf_counter() - start) * 1e3)
+    first = time.perf_counter()
+    service.decide(analyses[0], None)
+    first_ms = (time.perf_counter() - first) * 1e3
+    times: dict[str, list[float]] = {"1:N genuine": [], "1:N impostor": [], "1:1": []}
+    correct = wrong = identified = 0
+    for _ in range(ROUNDS):
+        for item, analysis in zip(items, analyses, strict=True):
+            kind = "1:N genuine" if item["user"] else "1:N impostor"
+            start = time.perf_counter()
+            decision = service.decide(analysis, None)
+            times[kind].append((time.perf_counter() - start) * 1e3)
+            if item["user"]:
+                identified += decision.user_id == item["user"]
+            else:
+                wrong += decision.accepted
+            claim = item["user"] or "ridb1"
+            start = time.perf_counter()
+            try:
+                verdict = service.decide(analysis, claim)
+                correct += verdict.accepted == bool(item["user"])
+            except UserLocked:
+                pass
+            times["1:1"].append((time.perf_counter() - start) * 1e3)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    genuine = sum(1 for i in items if i["user"]) * ROUNDS
+    print(
+        json.dumps(
+            {
+                "captures": len(service.engine.gallery),
+                "start_s": round(ready - spawned, 2),
+                "first_decision_ms": round(first_ms, 1),
+                "pipeline_ms_p50": round(statistics.median(pipeline_ms), 1),
+                **{f"{k} p50_ms": round(float(np.percentile(v, 50)), 1) for k, v in times.items()},
+                **{f"{k} p95_ms": round(float(np.percentile(v, 95)), 1) for k, v in times.items()},
+                "rank1": round(identified / genuine, 4),
+                "false_accepts_1N": wrong,
+                "correct_1to1": f"{correct}/{len(items) * ROUNDS}",
+                "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+                "peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024, 1),
+            }
+        )
+    )
+
+
+def measure(env: dict[str, str], probe_file: Path) -> dict[str, Any]:
+    spawned = time.time()
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(spawned), str(probe_file)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dask_runs(env: dict[str, str], data: Path, workers: int, million: bool) -> list[dict[str, Any]]:
+    """The largest store's gallery served by Dask shards (and a 1 M-row version of it)."""
+    os.environ.update(env)
+    from biometrics.engine import Engine
+    from biometrics.pipeline import Pipeline
+    from biometrics.settings import load_settings
+    from enrollment.store import TemplateStore
+    from matching.shards import ShardedGallery
+    from segmentation.imageio import read_image
+
+    pipeline = Pipeline()
+    items = [p for p in probes(data) if p["user"]][:10]
+    genuine = [pipeline.extract(read_image(p["path"])) for p in items]
+    results = []
+    with TemplateStore.open(load_settings()) as store:
+        engine = Engine(store, threshold=0.42, cache_size=1)
+        g = engine.gallery
+        live = np.flatnonzero(g.keys[: g.rows] >= 0)
+        keys, owners = g.keys[live], g.owners[live]
+        blobs = store.open_references(keys.tolist())
+        names = store.user_names(set(owners.tolist()))
+    scales = [1] + ([10] if million else [])
+    for scale in scales:
+        with ShardedGallery(shards=workers, workers=workers) as sharded:
+            for rep in range(scale):
+                noise = np.random.default_rng(rep).normal(0, 0.02 * (rep > 0), g.polar[live].shape)
+                sharded.add_arrays(
+                    keys + rep * 10**7,
+                    owners + rep * 10**7,
+                    (g.polar[live] + noise).astype(np.float16),
+                    g.magnitude[live],
+                    g.spectral[live],
+                    lambda k: blobs[k % 10**7],
+                )
+            times, hits = [], 0
+            for _ in range(ROUNDS):
+                for item, probe in zip(items, genuine, strict=True):
+                    start = time.perf_counter()
+                    found = sharded.identify(probe)
+                    times.append((time.perf_counter() - start) * 1e3)
+                    hits += bool(found) and names.get(found[0].owner) == item["user"]
+        results.append(
+            {
+                "captures": len(live) * scale,
+                "workers": workers,
+                "1:N genuine p50_ms": round(float(np.percentile(times, 50)), 1),
+                "1:N genuine p95_ms": round(float(np.percentile(times, 95)), 1),
+                "rank1": round(hits / len(times), 4),
+            }
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=os.environ.get("RETAUTH_DATA"))
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--dask", type=int, default=0, metavar="WORKERS")
+    parser.add_argument("--million", action="store_true")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "retauth-bench")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(float(args.child[0]), Path(args.child[1]))
+        return
+    if args.data is None or not (args.data / "RIDB").is_dir():
+        parser.error("give the data folder (--data or RETAUTH_DATA) holding RIDB/, DRIVE/ ...")
+    kind = "postgres" if args.postgres else "sqlite"
+    work = args.work / kind
+    work.mkdir(parents=True, exist_ok=True)
+    bases = base_templates(args.data, args.work)
+    probe_file = work / "probes.json"
+    probe_file.write_text(json.dumps(probes(args.data)))
+    env = {
+        **os.environ,
+        "RETAUTH_HOME": str(work),
+        "RETAUTH_LOCKOUT_ATTEMPTS": "1000000000",
+        "RETAUTH_LOW_MEMORY": "1",
+    }
+    env.pop("RETAUTH_KEY", None)
+    from contextlib import ExitStack
+
+    from biometrics.settings import load_settings
+    from enrollment import devserver
+    from enrollment.store import TemplateStore
+
+    rows = []
+    with ExitStack() as stack:
+        if args.postgres:
+            socket_dir = stack.enter_context(devserver.throwaway_postgres())
+            env["RETAUTH_DB_URL"] = devserver.create_database(socket_dir, "bench")
+        os.environ.update(env)
+        for size in sorted(int(s) for s in args.sizes.split(",")):
+            with TemplateStore.open(load_settings()) as store:
+                enrolled = grow_store(store, args.data, bases, size)
+            row = {"store": kind, "enrolled": enrolled, **measure(env, probe_file)}
+            rows.append(row)
+            if not args.json:
+                print(json.dumps(row), flush=True)
+        dask = dask_runs(env, args.data, args.dask, args.million) if args.dask else []
+    if args.json:
+        print(json.dumps({"service": rows, "dask": dask}))
+    else:
+        for row in dask:
+            print(json.dumps({"dask": True, **row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
