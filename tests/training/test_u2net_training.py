@@ -135,6 +135,7 @@ class TestOnnxParity:
         assert parity(model, path, hw=(64, 96)) < 1e-4
         assert parity(model, path, hw=(96, 160)) < 1e-4  # odd multiples of 32 too
 
+    @pytest.mark.slow  # two U²-Net exports: ~15 s on the shared CPU
     def test_ensemble_is_one_graph_the_pipeline_loads(self, members, tmp_path):
         ensemble = Ensemble(members).eval()
         path = export_onnx(ensemble, tmp_path / "ens.onnx")
@@ -167,6 +168,7 @@ def test_eval_seg_uses_a_checkpoints_own_card(fixture_root, tmp_path):
     assert 0.0 <= drive["aupr"] <= 1.0 and drive["hd95"] >= 0.0
 
 
+@pytest.mark.slow  # two U²-Net exports: ~15 s on the shared CPU
 def test_export_seg_writes_an_ensemble_with_its_own_threshold(fixture_root, tmp_path):
     import json
 
