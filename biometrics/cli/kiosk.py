@@ -83,13 +83,14 @@ def kiosk(
         from biometrics.kiosk.capture import CameraSource, FolderSource
         from biometrics.kiosk.library import load_backend
         from biometrics.kiosk.operator import OperatorGate, load_operator_token
+        from enrollment.private import make_private_dirs
 
         if camera is not None and watch_folder is not None:
             raise InputError("choose --camera or --watch-folder, not both")
         if not upload and camera is None and watch_folder is None:
             raise InputError("--no-upload needs --camera or --watch-folder")
         if debug_save_images is not None:
-            debug_save_images.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(debug_save_images)  # probes are biometric data: 0700 folders
             note(f"DEBUG: saving every probe to {debug_save_images}")
         if not _is_loopback(host):
             note(f"serving on {host}: the operator token travels unencrypted")
