@@ -33,10 +33,6 @@ class Metrics:
             if seconds is not None:
                 self._latency.setdefault(endpoint, deque(maxlen=self._window)).append(seconds)
 
-    def count(self, endpoint: str, outcome: str) -> int:
-        with self._lock:
-            return self._counts[(endpoint, outcome)]
-
     def quantiles(self, endpoint: str) -> dict[float, float]:
         """Latency quantiles in seconds over the window (empty if nothing was recorded)."""
         with self._lock:
