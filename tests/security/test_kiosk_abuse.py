@@ -18,15 +18,23 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+pytest.importorskip(
+    "uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'"
+)
+
 import uvicorn
 from starlette.testclient import TestClient
 
 from biometrics.errors import FailureToAcquire
 from biometrics.kiosk.app import KioskSettings, create_app
+from biometrics.kiosk.capture import FolderSource
 from biometrics.kiosk.operator import OperatorGate, OperatorToken
 from tests.kiosk.conftest import FakeBackend, encode, synthetic_fundus
+from tests.security.hostile import hostile_images
 
 TOKEN = "correct-horse-battery"
 PHOTO = encode(synthetic_fundus(1, 7))
@@ -251,3 +259,16 @@ def test_refused_photograph_is_freed_at_once(backend: FakeBackend) -> None:
             assert probes[-1]() is None
     finally:
         gc.enable()
+
+
+def test_scanner_folder_is_held_to_the_upload_limits(backend: FakeBackend, tmp_path: Path) -> None:
+    """A file dropped into the watched folder is checked like an upload (pixels, aspect)."""
+    source = FolderSource(tmp_path, max_pixels=200 * 200)
+    client = client_at(create_app(backend, settings(capture=source)), "10.0.0.1")
+    for name, data in [("big.png", PHOTO), ("strip.png", hostile_images()["tall_64x5000"])]:
+        (tmp_path / name).write_bytes(data)
+        response = client.post("/api/verify", params={"source": "device"})
+        assert response.status_code == 400, name
+        assert "pixel limit" in response.json()["error"] or "elongated" in response.json()["error"]
+        (tmp_path / name).unlink()
+    assert backend.calls == 0  # type: ignore[attr-defined]
