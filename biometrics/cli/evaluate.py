@@ -17,6 +17,7 @@ import typer
 
 from biometrics.cli.common import console, emit, errors_to_exit_codes, line
 from biometrics.errors import InputError
+from biometrics.extras import available_backends
 from biometrics.settings import data_root
 
 if TYPE_CHECKING:
@@ -140,7 +141,9 @@ def evaluate_command(
         help="Compare on a local Dask cluster (default: yes when dask is installed and "
         "--workers > 1, else a process pool).",
     ),
-    backend: str = typer.Option(None, help="Segmentation backend (see settings)."),
+    backend: str = typer.Option(
+        None, help=f"Segmenter: {', '.join(available_backends())} [env RETAUTH_BACKEND]."
+    ),
     weights: str = typer.Option(None, help="Segmentation weights file."),
     cache: bool = typer.Option(
         True,
