@@ -33,7 +33,7 @@ class InvalidImage(ValueError):
     """The input is not a usable colour fundus photograph (message is one line, user-facing)."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read a photograph file into an RGB ``uint8`` array of shape (H, W, 3).
 
     Raises
@@ -51,7 +51,7 @@ def read_image(path: str | Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidImage(f"{path.name}: cannot be read ({exc.strerror})") from None
-    return decode_image(data, name=path.name)
+    return decode_image(data, name=path.name, max_pixels=max_pixels)
 
 
 def decode_image(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -75,6 +75,20 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXE
             mode = header.mode
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise InvalidImage(f"{name}: not a recognised image file") from None
+    check_size(width, height, name=name, max_pixels=max_pixels)
+    if mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        raise InvalidImage(f"{name}: grayscale or single-channel image; a colour photo is needed")
+    rgb = _decode_pixels(data, header, name)
+    if rgb.shape[:2] != (height, width):
+        raise InvalidImage(f"{name}: decoded size does not match its header")
+    if float(cv2.meanStdDev(rgb)[1].max()) < 1.0:  # no float64 copy of the image
+        raise InvalidImage(f"{name}: image is blank")
+    return rgb
+
+
+def check_size(width: int, height: int, *, name: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a frame too large, too small or too elongated, before anything is allocated
+    for it (a decoded upload, a camera frame): every later buffer grows with these sizes."""
     if width * height > max_pixels:
         raise InvalidImage(f"{name}: {width}x{height} exceeds the {max_pixels} pixel limit")
     if min(width, height) < MIN_SIDE:
@@ -84,14 +98,6 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXE
             f"{name}: {width}x{height} is too elongated for a fundus photograph "
             f"(sides may differ by at most {MAX_ASPECT:g}:1)"
         )
-    if mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-        raise InvalidImage(f"{name}: grayscale or single-channel image; a colour photo is needed")
-    rgb = _decode_pixels(data, header, name)
-    if rgb.shape[:2] != (height, width):
-        raise InvalidImage(f"{name}: decoded size does not match its header")
-    if float(cv2.meanStdDev(rgb)[1].max()) < 1.0:  # no float64 copy of the image
-        raise InvalidImage(f"{name}: image is blank")
-    return rgb
 
 
 def _decode_pixels(data: bytes, header: Image.Image, name: str) -> np.ndarray:

@@ -98,7 +98,7 @@ def kiosk(
         capture = (
             CameraSource(camera)
             if camera is not None
-            else FolderSource(watch_folder)
+            else FolderSource(watch_folder, max_pixels=max_pixels)
             if watch_folder is not None
             else None
         )

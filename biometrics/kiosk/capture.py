@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from biometrics.errors import FailureToAcquire
-from segmentation.imageio import read_image
+from segmentation.imageio import MAX_PIXELS, check_size, read_image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm"})
 
@@ -32,15 +32,20 @@ class CaptureSource(Protocol):
 
 
 class FolderSource:
-    """The newest image file in ``folder`` written within the last ``max_age_s`` seconds."""
+    """The newest image file in ``folder`` written within the last ``max_age_s`` seconds,
+    held to the same ``max_pixels`` as an upload (whoever can write to the folder can drop
+    any file there)."""
 
     name = "folder"
 
-    def __init__(self, folder: str | Path, max_age_s: float = 30.0) -> None:
+    def __init__(
+        self, folder: str | Path, max_age_s: float = 30.0, max_pixels: int = MAX_PIXELS
+    ) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ValueError(f"watched folder {self.folder} does not exist")
         self.max_age_s = max_age_s
+        self.max_pixels = max_pixels
 
     def capture(self) -> np.ndarray:
         candidates = [
@@ -53,7 +58,7 @@ class FolderSource:
         mtime, newest = max(candidates)
         if time.time() - mtime > self.max_age_s:
             raise FailureToAcquire("no fresh capture from the scanner; please scan again")
-        return read_image(newest)
+        return read_image(newest, max_pixels=self.max_pixels)
 
 
 class CameraSource:
@@ -73,6 +78,7 @@ class CameraSource:
             ok, bgr = self._device.read()
         if not ok or bgr is None or bgr.ndim != 3:
             raise FailureToAcquire(f"camera {self.index} returned no colour frame")
+        check_size(bgr.shape[1], bgr.shape[0], name=f"camera {self.index} frame")
         return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def close(self) -> None:
