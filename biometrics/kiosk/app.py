@@ -416,7 +416,8 @@ def _require_same_origin(request: Request) -> None:
     if origin is None:
         return
     parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or parts.netloc != request.headers.get("host"):
+    host = request.headers.get("host", "").lower()
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host:
         raise ApiError(
             403, "cross-origin request refused (Origin is not this kiosk)", "foreign_origin"
         )
