@@ -2,8 +2,9 @@
 
 A failed 1:1 verification opens a window (``window_s``) if none is open; each further failure
 inside it counts; ``max_failures`` failures lock the user for ``lockout_s`` seconds. An
-accepted 1:1 verification, a re-enrolment or ``retauth users unlock`` resets the count.
-1:N identification never counts against a user, since nobody claimed that identity.
+accepted verification, a re-enrolment or ``retauth users unlock`` resets the count. A failed
+1:N identification claims no identity, so it counts against the terminal that made it
+instead (the store applies the same policy, with a larger limit, to a per-terminal counter).
 Defaults follow common guidance for biometric presentation attempts (5 tries in 15 minutes,
 15 minutes locked); deployments change them through the settings.
 """
@@ -17,6 +18,7 @@ from enrollment.models import User
 
 if TYPE_CHECKING:
     from biometrics.settings import Settings
+    from enrollment.store import Guard
 
 _US = 1_000_000
 
@@ -36,13 +38,13 @@ class LockoutPolicy:
             lockout_s=settings.lockout_duration_s,
         )
 
-    def locked_for_s(self, user: User, now_us: int) -> float:
+    def locked_for_s(self, user: User | Guard, now_us: int) -> float:
         """Seconds the user stays locked (0 when not locked)."""
         if user.locked_until_us is None or user.locked_until_us <= now_us:
             return 0.0
         return (user.locked_until_us - now_us) / _US
 
-    def register_failure(self, user: User, now_us: int) -> bool:
+    def register_failure(self, user: User | Guard, now_us: int) -> bool:
         """Count a failed 1:1 attempt; return True when it locks the user."""
         start = user.failure_window_start_us
         if start is None or now_us - start > self.window_s * _US:
@@ -57,7 +59,7 @@ class LockoutPolicy:
         return False
 
     @staticmethod
-    def reset(user: User) -> None:
+    def reset(user: User | Guard) -> None:
         user.failed_attempts = 0
         user.failure_window_start_us = None
         user.locked_until_us = None
