@@ -246,7 +246,7 @@ class Engine:
     def identify(self, probe: Template, *, terminal: str = "local") -> Decision:
         """1:N: pre-filter, re-score the shortlist, settle the best eligible candidate."""
         start = time.perf_counter()
-        vector = Prefilter.of(probe)
+        vector = Prefilter.probe(probe)
         for attempt in range(_RETRIES):
             self.sync()
             with self._lock:

@@ -14,11 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from biometrics.errors import MissingExtra
 from biometrics.template import Template
-from matching.prefilter import Prefilter, polar_magnitude
+from matching.prefilter import Prefilter
 from matching.score import compare
 from matching.search import Gallery
 
@@ -38,13 +36,6 @@ class Duplicate:
     score: float
 
 
-def row_vector(gallery: Gallery, key: int) -> Prefilter:
-    """The pre-filter vectors of a gallery row, as the probe of a dedup search."""
-    i = gallery.position(key)
-    polar = gallery.polar[i].astype(np.float32)
-    return Prefilter(polar, polar_magnitude(polar), gallery.spectral[i].copy())
-
-
 def _chunk(
     gallery: Gallery, blobs: Mapping[int, bytes], keys: Sequence[int], threshold: float, k: int
 ) -> list[Duplicate]:
@@ -59,7 +50,7 @@ def _chunk(
     found = []
     for key in keys:
         owner = gallery.owner_of(key)
-        for other in gallery.shortlist(row_vector(gallery, key), k).tolist():
+        for other in gallery.shortlist(Prefilter.probe(template(key)), k).tolist():
             other_owner = gallery.owner_of(other)
             if other_owner == owner:
                 continue

@@ -13,7 +13,9 @@ shortlist takes the best candidates of each:
   (:func:`polar_similarity`). It depends on the disc being found in both captures.
 * **spectral** — the log-magnitude Fourier spectrum of the centreline drawn on a coarse grid:
   invariant to translation, so it still works when the disc was found in a different place
-  (or not at all), but not to large rotations.
+  (or not at all). It is not invariant to rotation, but a magnitude spectrum is symmetric
+  under a half turn, so the probe's is taken at ``SPECTRAL_TURNS`` rotations over 180°
+  (:meth:`Prefilter.probe`) and the best one counts: one small matrix product more.
 
 Both are computed once at enrolment and sealed beside the template (:meth:`Prefilter.to_bytes`),
 so a restarted kiosk loads them instead of recomputing them.
@@ -45,6 +47,8 @@ POLAR_FREQS = 24
 CELL = 8
 GRID = 128
 FREQS = 12
+#: Rotations of a probe's centreline (over a half turn, 15° apart) for the spectral ranking.
+SPECTRAL_TURNS = 12
 
 _MAGIC = b"RPF"
 _VERSION = 1
@@ -62,11 +66,30 @@ class Prefilter:
     polar: np.ndarray  # (RINGS, ANGLES) zero-mean ring profiles, unit Frobenius norm
     polar_magnitude: np.ndarray  # (RINGS * POLAR_FREQS,) unit vector, rotation invariant
     spectral: np.ndarray  # (2 * FREQS**2,) log-magnitude spectrum, not centred
+    #: probes only: (SPECTRAL_TURNS, 2 * FREQS**2) spectra of the probe turned 0°, 15°, ...
+    turns: np.ndarray | None = None
 
     @classmethod
     def of(cls, template: Template) -> Prefilter:
+        """The vectors stored for an enrolled capture."""
         polar = polar_profiles(template.points)
         return cls(polar, polar_magnitude(polar), spectral_embedding(template.points))
+
+    @classmethod
+    def probe(cls, template: Template) -> Prefilter:
+        """The vectors of a probe, with its spectral embedding at every searched rotation."""
+        points = template.points
+        polar = polar_profiles(points)
+        angles = np.pi * np.arange(SPECTRAL_TURNS) / SPECTRAL_TURNS
+        turns = np.stack(
+            [
+                spectral_embedding(
+                    points @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)
+                )
+                for a in angles
+            ]
+        )
+        return cls(polar, polar_magnitude(polar), turns[0], turns)
 
     def to_bytes(self) -> bytes:
         head = _HEADER.pack(_MAGIC, _VERSION, RINGS, ANGLES, self.spectral.size)

@@ -3,8 +3,13 @@
 Points are handled as complex numbers ``x + iy``; a similarity transform is ``p ↦ z·p + t``
 (``|z|`` = scale, ``arg z`` = rotation). Three steps:
 
-1. **Hypotheses** by Hough voting: over a grid of plausible rotations and scales, every pair of
-   junctions votes for a translation, weighted by branch-angle signature agreement.
+1. **Hypotheses**, rotation first: every probe–reference junction pair whose branch-angle
+   signatures agree also says by how much its branch directions are turned; these estimates
+   vote in a full-circle rotation histogram, so any in-plane rotation is found (a tilted
+   head or a handheld camera turns the image far beyond what a fixed search window covers).
+   At the few strongest rotations, and a small scale grid, every pair then votes for a
+   translation (Hough). Only a template pair without usable branch angles falls back to a
+   coarse full-circle grid.
 2. **Consensus**: every hypothesis moves all probe junctions at once and counts how many land
    on a reference junction, by lookup in a rasterised tolerance map — no per-hypothesis loop.
 3. **Refinement**: least squares on the junction inliers, then ICP on the dense centreline
@@ -23,12 +28,19 @@ from biometrics.template import Template
 
 #: Plausible scale change between two captures after canonical-scale normalisation.
 SCALE_RANGE = (0.88, 1.14)
-#: Plausible rotation (radians) between two captures of one eye.
-MAX_ROTATION = np.deg2rad(25)
 #: Junction agreement radius (canonical pixels) for consensus.
 JUNCTION_TOL = 5.0
-#: Rotation grid (radians) and scale grid of the Hough vote.
-ROTATIONS = np.deg2rad(np.arange(-24.0, 24.1, 3.0))
+#: Rotation histogram: bin width, and how many of its peaks become rotation hypotheses.
+ROTATION_BIN = np.deg2rad(4.0)
+ROTATION_PEAKS = 3
+#: Rotations tried around each histogram peak (the peak is accurate to a few degrees).
+PEAK_OFFSETS = np.deg2rad([-6.0, -3.0, 0.0, 3.0, 6.0])
+#: A pair's branch directions must agree this well (mean resultant length) to vote a rotation.
+MIN_BRANCH_AGREEMENT = 0.9
+#: Below this total rotation vote the histogram says nothing: search this full-circle grid.
+MIN_ROTATION_VOTES = 2.0
+FALLBACK_ROTATIONS = np.deg2rad(np.arange(0.0, 360.0, 6.0))
+#: Scale grid of the fine Hough vote.
 SCALES = np.array([0.96, 1.0, 1.04])
 #: Translation bins (pixels) of the coarse and fine vote, and the largest translation
 #: considered, in the disc-anchored frame.
@@ -90,6 +102,15 @@ class Raster:
         self.labels = labels
         self.shape = (h, w)
 
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        """Distance to the nearest centreline pixel (inf off the grid); cheaper than lookup."""
+        ij = np.rint(points - self.offset).astype(np.int64)
+        h, w = self.shape
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        dist = np.full(len(points), np.inf, np.float32)
+        dist[ok] = self.dist[ij[ok, 1], ij[ok, 0]]
+        return dist
+
     def lookup(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance to and coordinates of the nearest centreline pixel (inf/NaN off the grid)."""
         ij = np.rint(points - self.offset).astype(np.int64)
@@ -140,59 +161,134 @@ def _signature(angles: np.ndarray) -> np.ndarray:
 
 
 def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
-    """Candidate transforms (z, t) from Hough voting, shape (K, 2), strongest first.
+    """Candidate transforms (z, t) from rotation then translation voting, (K, 2), strongest first.
 
-    For each rotation/scale on a small grid, every probe–reference junction pair votes for the
-    translation that would superimpose them; votes are weighted by how well the pair's
-    branch-angle signatures agree. True correspondences pile up in one translation bin,
-    chance pairs spread out. Coarse to fine: a ``COARSE_BIN`` grid over the whole shift range
-    picks the ``PEAKS`` best rotations, then a ``BIN`` grid around each coarse peak, at each
-    scale, locates the peak precisely.
+    Every probe–reference junction pair whose branch-angle signatures agree is a possible
+    correspondence, weighted by that agreement. Its branch directions say how much the probe
+    is turned (:func:`_pair_rotations`); true correspondences agree on one rotation, chance
+    pairs spread over the circle, so the peaks of the rotation histogram are the rotations
+    worth trying — whatever they are, with no search window. At each, every pair votes for
+    the translation that would superimpose it: coarse ``COARSE_BIN`` bins over the whole
+    shift range pick the ``PEAKS`` best rotations, then ``BIN`` bins around each coarse peak,
+    at each scale, locate the peak precisely. Trying a handful of rotations keeps impostors
+    from gaining by a wide search, and keeps the vote cheap.
     """
     ca, cb = _complex(probe.junctions), _complex(reference.junctions)
-    sa, sb = _signature(probe.junction_angles), _signature(reference.junction_angles)
+    aa, ab = probe.junction_angles, reference.junction_angles
+    sa, sb = _signature(aa), _signature(ab)
     weight = np.exp(-np.abs(sa[:, None, :] - sb[None, :, :]).sum(axis=2) / 0.6)
     ia, ib = np.nonzero(weight > MIN_PAIR_WEIGHT)  # dissimilar junctions do not vote
     w = weight[ia, ib]
+    ca, cb = ca[ia], cb[ib]
+    rot = _rotation_hypotheses(*_pair_rotations(aa, ab, ia, ib), w)
     # Coarse: rotations only (a few % of scale moves a point less than a coarse bin).
-    rot = np.exp(1j * ROTATIONS)
-    t = cb[ib][None, :] - rot[:, None] * ca[ia][None, :]
-    coarse, score = _vote(t, w, np.zeros(len(rot), complex), MAX_SHIFT, COARSE_BIN)
+    t = cb[None, :] - rot[:, None] * ca[None, :]
+    row = np.repeat(np.arange(len(rot)), len(w))
+    coarse, score = _vote(
+        row, t.ravel(), np.tile(w, len(rot)), np.zeros(len(rot), complex), MAX_SHIFT, COARSE_BIN
+    )
     ri = np.argsort(score)[::-1][:PEAKS]
-    # Fine: each good rotation at every scale, in a small window around its coarse peak.
+    # Fine: each good rotation at every scale, in a small window around its coarse peak. Only
+    # pairs that voted near that peak can land in the window (a scale step moves a vote by
+    # at most |SCALES - 1|·|p|), so only they are re-voted.
+    reach = 1.5 * COARSE_BIN
+    slack = reach + np.abs(SCALES - 1).max() * np.abs(ca).max(initial=0.0)
+    near_row, pair = np.nonzero(np.abs(t[ri] - coarse[ri, None]) < slack)
     zs = (rot[ri][:, None] * SCALES[None, :]).ravel()
+    row = (near_row[:, None] * len(SCALES) + np.arange(len(SCALES))[None, :]).ravel()
+    pair = np.repeat(pair, len(SCALES))
+    t = cb[pair] - zs[row] * ca[pair]
     centre = np.repeat(coarse[ri], len(SCALES))
-    t = cb[ib][None, :] - zs[:, None] * ca[ia][None, :]
-    fine, score = _vote(t, w, centre, 1.5 * COARSE_BIN, BIN)
-    zi = np.argsort(score)[::-1][:PEAKS]
-    zs, fine = zs[zi], fine[zi]
-    return np.stack([zs, fine], 1)
+    fine, score = _vote(row, t, w[pair], centre, reach, BIN)
+    # Sub-bin: the weighted mean of the votes at the peak (a bin is wider than the tolerance).
+    near = w[pair] * (np.abs(t - fine[row]) < BIN)
+    mass = np.bincount(row, near, len(zs))
+    mean = np.bincount(row, near * t.real, len(zs)) + 1j * np.bincount(row, near * t.imag, len(zs))
+    fine = np.where(mass > 0, mean / np.maximum(mass, 1e-12), fine)
+    order = np.argsort(score)[::-1][:PEAKS]
+    return np.stack([zs[order], fine[order]], 1)
+
+
+def _pair_rotations(
+    a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation turning probe junction ``ia`` 's branches onto reference junction ``ib`` 's.
+
+    ``a``, ``b``: (J, 4) branch directions of the probe and reference junctions (NaN-padded).
+    Sorted by angle, the branches of a turned junction keep their cyclic order, so the
+    rotation is the mean direction difference under the best cyclic shift; the agreement is
+    that mean's resultant length (1 = every branch turned by the same angle). Pairs whose
+    branch counts differ have no one-to-one assignment and get agreement 0. The means of all
+    junction pairs are one small complex product per shift (no trigonometry per pair).
+    """
+    a, b = np.sort(a, axis=1), np.sort(b, axis=1)  # NaN last
+    na, nb = (~np.isnan(a)).sum(axis=1), (~np.isnan(b)).sum(axis=1)
+    k = np.arange(a.shape[1])
+    ea = np.where(k < na[:, None], np.exp(-1j * np.nan_to_num(a)), 0)
+    shifted = (k[None, None, :] + k[None, :, None]) % np.maximum(nb, 1)[:, None, None]
+    eb = np.exp(1j * np.nan_to_num(np.take_along_axis(b[:, None, :], shifted, axis=2)))
+    eb = np.where(
+        (k[None, None, :] < nb[:, None, None]) & (k[None, :, None] < nb[:, None, None]), eb, 0
+    )
+    mean = np.matmul(ea[None], eb.transpose(1, 2, 0))[:, ia, ib].T / np.maximum(na[ia], 1)[:, None]
+    best = mean[np.arange(len(ia)), np.abs(mean).argmax(axis=1)]
+    return np.angle(best), np.where(na[ia] == nb[ib], np.abs(best), 0.0)
+
+
+def _rotation_hypotheses(
+    rotation: np.ndarray, agreement: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
+    """Rotations to try, as unit complex numbers: around the strongest rotation-vote peaks.
+
+    Votes of pairs whose branches agree (``MIN_BRANCH_AGREEMENT``) fill a circular histogram,
+    smoothed over neighbouring bins; each of the ``ROTATION_PEAKS`` highest local maxima is
+    refined to the weighted circular mean of the votes near it and tried with
+    ``PEAK_OFFSETS``. Without enough votes (no usable branch angles) the full circle is
+    searched on ``FALLBACK_ROTATIONS`` instead.
+    """
+    votes = np.where(agreement >= MIN_BRANCH_AGREEMENT, weight * agreement, 0.0)
+    if votes.sum() < MIN_ROTATION_VOTES:
+        return np.exp(1j * FALLBACK_ROTATIONS)
+    n = int(round(2 * np.pi / ROTATION_BIN))
+    bins = np.floor(rotation % (2 * np.pi) / ROTATION_BIN).astype(np.int64) % n
+    hist = np.bincount(bins, votes, n)
+    hist = hist + 0.5 * (np.roll(hist, 1) + np.roll(hist, -1))
+    peaks = np.flatnonzero((hist >= np.roll(hist, 1)) & (hist > np.roll(hist, -1)))
+    peaks = peaks[np.argsort(hist[peaks])[::-1][:ROTATION_PEAKS]]
+    near = np.abs((bins[None, :] - peaks[:, None] + n // 2) % n - n // 2) <= 1
+    centre = np.angle((near * (votes * np.exp(1j * rotation))[None, :]).sum(axis=1))
+    return np.exp(1j * (centre[:, None] + PEAK_OFFSETS[None, :])).ravel()
 
 
 def _vote(
-    t: np.ndarray, weight: np.ndarray, centre: np.ndarray, reach: float, size: float
+    row: np.ndarray,
+    t: np.ndarray,
+    weight: np.ndarray,
+    centre: np.ndarray,
+    reach: float,
+    size: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best translation (and its vote) per row of ``t`` on a grid of ``size`` px bins.
+    """Best translation (and its vote) per hypothesis, on a grid of ``size`` px bins.
 
-    Rows are rotation/scale hypotheses; only translations within ``reach`` of that row's
-    ``centre`` count. 2×2 bin neighbourhoods are summed so that a peak split across a bin
-    border is not lost. One ``bincount`` for all rows.
+    Votes are flat: vote ``i`` is translation ``t[i]`` with ``weight[i]`` for hypothesis
+    ``row[i]`` (each rotation has its own voters). Only translations within ``reach`` of the
+    hypothesis' ``centre`` count. 2×2 bin neighbourhoods are summed so that a peak split
+    across a bin border is not lost. One ``bincount`` for all hypotheses.
     """
     n = 2 * int(reach / size) + 1
-    rel = t - centre[:, None]
-    tx = np.rint(rel.real / size).astype(np.int64) + n // 2
-    ty = np.rint(rel.imag / size).astype(np.int64) + n // 2
-    ok = (tx >= 0) & (tx < n) & (ty >= 0) & (ty < n)
-    flat = (np.arange(len(t))[:, None] * n + ty) * n + tx
-    votes = np.broadcast_to(weight[None, :], t.shape)
-    acc = np.bincount(flat[ok], weights=votes[ok], minlength=len(t) * n * n).reshape(len(t), n, n)
+    rel = (t - centre[row]) / size + (n // 2) * (1 + 1j)
+    tx, ty = np.rint(rel.real).astype(np.int32), np.rint(rel.imag).astype(np.int32)
+    rows = len(centre)
+    off = ((tx < 0) | (tx >= n)) | ((ty < 0) | (ty >= n))  # counted in a spare bin, dropped
+    flat = np.where(off, rows * n * n, (row * n + ty) * n + tx)
+    acc = np.bincount(flat, weights=weight, minlength=rows * n * n + 1)[:-1].reshape(rows, n, n)
     acc[:, 1:, :] += acc[:, :-1, :]
     acc[:, :, 1:] += acc[:, :, :-1]
-    per_row = acc.reshape(len(t), -1)
+    per_row = acc.reshape(rows, -1)
     best = per_row.argmax(axis=1)
     by, bx = np.unravel_index(best, (n, n))
     shift = centre + ((bx - n // 2 - 0.5) + 1j * (by - n // 2 - 0.5)) * size
-    return shift, per_row[np.arange(len(t)), best]
+    return shift, per_row[np.arange(rows), best]
 
 
 def _consensus(pa: np.ndarray, pb: np.ndarray, hyps: np.ndarray) -> Similarity:

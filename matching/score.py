@@ -20,7 +20,7 @@ COVER_TOL = 40.0
 
 
 def _agreement(points: np.ndarray, other: Raster) -> float:
-    dist, _ = other.lookup(points)
+    dist = other.distance(points)
     covered = dist < COVER_TOL
     n = int(covered.sum())
     if n < 50:

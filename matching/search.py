@@ -185,10 +185,11 @@ class Gallery:
         stage = stage[~dead[stage]]
         exact = polar_similarity(self.polar[stage].astype(np.float32), probe.polar)
         by_polar = stage[np.argsort(-exact, kind="stable")[:k]]
-        # Spectral: cosine after centring on the gallery mean.
-        q = probe.spectral - self._centre
-        q /= max(float(np.linalg.norm(q)), 1e-9)
-        spectral = (self.spectral[:n] @ q - float(self._centre @ q)) / np.maximum(
+        # Spectral: cosine after centring on the gallery mean, best over the probe's turns.
+        turns = probe.turns if probe.turns is not None else probe.spectral[None]
+        q = turns - self._centre
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-9)
+        spectral = (self.spectral[:n] @ q.T - self._centre @ q.T).max(axis=1) / np.maximum(
             self._spectral_norm[:n], 1e-9
         )
         spectral[dead] = -np.inf

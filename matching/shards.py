@@ -75,10 +75,10 @@ class Shard:
             out[key] = self._parsed[key]
         return out
 
-    def identify(self, probe_blob: bytes, vector_blob: bytes, k: int) -> list[tuple]:
+    def identify(self, probe_blob: bytes, vector: Prefilter, k: int) -> list[tuple]:
         """This shard's re-scored shortlist, best first, as plain tuples (cheap to send)."""
         probe = Template.from_bytes(probe_blob)
-        keys = self.gallery.shortlist(Prefilter.from_bytes(vector_blob), k).tolist()
+        keys = self.gallery.shortlist(vector, k).tolist()
         scored = rescore(probe, keys, self.gallery.owner_of, self._templates)
         return [(s.key, s.owner, s.score) for s in scored[:k]]
 
@@ -172,7 +172,7 @@ class ShardedGallery:
 
     def identify(self, probe: Template, *, k: int = SHORTLIST) -> list[Scored]:
         """Every shard's re-scored shortlist merged, best first, one entry per owner."""
-        blob, vector = probe.to_bytes(), Prefilter.of(probe).to_bytes()
+        blob, vector = probe.to_bytes(), Prefilter.probe(probe)
         futures = [shard.identify(blob, vector, k) for shard in self.shards]
         best: dict[int, Scored] = {}
         for future in futures:

@@ -138,7 +138,7 @@ def test_db_commands(sqlite_url: str) -> None:
     code, doc = run_json("db", "current", "--db", sqlite_url)
     assert code == 0 and doc["current"] is None and not doc["up_to_date"]
     code, doc = run_json("db", "upgrade", "--db", sqlite_url)
-    assert code == 0 and doc["current"] == doc["head"] == "0001"
+    assert code == 0 and doc["current"] == doc["head"] == "0002"
     code, out = run("db", "downgrade", "base", "--db", sqlite_url)
     assert code == 2 and "--yes" in out
     code, doc = run_json("db", "downgrade", "base", "--yes", "--db", sqlite_url)
