@@ -65,7 +65,8 @@ def _service_and_analysis(settings, rgb):
     Runtime and OpenCV, which release the GIL while they compute), and importing and opening
     the store (SQLAlchemy, Python-bound). The first half runs in a worker thread while this
     thread does the second. Store errors take precedence over the probe's, as they did when
-    the two ran one after the other.
+    the two ran one after the other, except that a bad request (exit 2) is reported before a
+missing store (exit 3).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -88,8 +89,14 @@ def _service_and_analysis(settings, rgb):
         from biometrics.service import AuthService
         from enrollment import TemplateStore
 
-        with announce_new_key(settings):
-            store = TemplateStore.open(settings)  # on error the pool still waits for the job
+        # Verification only reads: in an empty home it fails (exit 3) and creates nothing,
+        # unless the request itself is bad (exit 2), which is said first.
+        try:
+            store = TemplateStore.open(settings, create=False)
+        except BaseException:
+            if isinstance(job.exception(), InputError):
+                job.result()
+            raise
         try:
             pipeline, analysis = job.result()
         except BaseException:
