@@ -66,7 +66,7 @@ def _service_and_analysis(settings, rgb):
     the store (SQLAlchemy, Python-bound). The first half runs in a worker thread while this
     thread does the second. Store errors take precedence over the probe's, as they did when
     the two ran one after the other, except that a bad request (exit 2) is reported before a
-missing store (exit 3).
+    missing store (exit 3).
     """
     from concurrent.futures import ThreadPoolExecutor
 
