@@ -42,7 +42,7 @@ from enrollment.errors import (
 from enrollment.store import Candidate, Outcome, TemplateStore
 from matching import compare
 from matching.prefilter import InvalidPrefilter, Prefilter, check, stack
-from matching.search import Gallery, rescore
+from matching.search import Gallery, rescore, score_all
 
 Mode = Literal["1:1", "1:N"]
 
@@ -223,7 +223,7 @@ class Engine:
                 uids = [self._rows[k].uid for k in keys]
                 revision = self.revision
             refs = self.references(scored)
-            scores = [compare(refs[k], probe) for k in scored if k in refs] or [
+            scores = score_all(probe, [refs[k] for k in scored if k in refs]) or [
                 compare(probe, probe)
             ]
             score = max(scores) if real else 0.0

@@ -246,6 +246,14 @@ def rescore(
     return sorted(best.values(), key=lambda s: -s.score)
 
 
+def score_all(probe: Template, references: Sequence[Template]) -> list[float]:
+    """``compare(ref, probe)`` for every reference, side by side on the re-scoring threads."""
+    if not references:
+        return []
+    raster_of(probe)
+    return list(_pool().map(lambda ref: compare(ref, probe), references))
+
+
 def _threads() -> int:
     return min(RESCORE_THREADS, os.cpu_count() or 1)
 
