@@ -63,7 +63,7 @@ from biometrics.kiosk.admission import (
     Overloaded,
     TooManyFromClient,
 )
-from biometrics.kiosk.backend import Decision, KioskBackend
+from biometrics.kiosk.backend import KioskBackend, KioskOutcome
 from biometrics.kiosk.capture import CaptureSource
 from biometrics.kiosk.metrics import Metrics
 from biometrics.kiosk.operator import OperatorGate
@@ -498,7 +498,7 @@ def _parse_enrol(raw: bytes, max_images: int) -> tuple[str, list[bytes], int]:
     return user_id, decoded, scans
 
 
-def _decision_body(decision: Decision, *, detailed: bool) -> dict[str, Any]:
+def _decision_body(decision: KioskOutcome, *, detailed: bool) -> dict[str, Any]:
     """The JSON the page gets. Scores go only to the operator: a public score would let an
     attacker hill-climb a synthetic probe towards someone's template."""
     body: dict[str, Any] = {

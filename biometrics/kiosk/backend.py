@@ -8,19 +8,22 @@ web code never learns how templates are extracted, stored or compared.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-Mode = Literal["1:1", "1:N"]
+if TYPE_CHECKING:  # the web layer needs only the name, not the engine's imports
+    from biometrics.engine import Mode
+
 #: Why a probe was not accepted. The page shows the same words for all of them, so that a
 #: stranger cannot learn whether an id is enrolled, revoked or locked; metrics count them.
 Reason = Literal["accepted", "no_match", "unknown_user", "locked", "revoked"]
 
 
 @dataclass(frozen=True)
-class Decision:
-    """Outcome of one verification or identification.
+class KioskOutcome:
+    """What the page shows for one verification or identification: the engine's
+    :class:`~biometrics.engine.Decision` plus why it was refused and the probe's overlay.
 
     ``user_id`` is the claimed id in 1:1 mode and the matched id in 1:N mode when accepted;
     it is ``None`` for a rejected identification, so the page can never show a near miss.
@@ -43,7 +46,7 @@ class KioskBackend(Protocol):
 
     name: str
 
-    def verify(self, rgb: np.ndarray, user_id: str | None) -> Decision:
+    def verify(self, rgb: np.ndarray, user_id: str | None) -> KioskOutcome:
         """Compare a probe with ``user_id``'s references (1:1), or with everyone (1:N).
 
         Raises ``FailureToAcquire`` for unusable captures and ``InputError`` for a malformed id.

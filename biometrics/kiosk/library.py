@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biometrics.kiosk.backend import Decision, Reason
+from biometrics.kiosk.backend import KioskOutcome, Reason
 from biometrics.overlay import render_overlay
 from biometrics.service import AuthService
 from biometrics.settings import Settings
@@ -38,17 +38,19 @@ class LibraryBackend:
     def close(self) -> None:
         self._service.close()
 
-    def verify(self, rgb: np.ndarray, user_id: str | None) -> Decision:
+    def verify(self, rgb: np.ndarray, user_id: str | None) -> KioskOutcome:
         analysis = self._service.analyse(rgb)
         overlay = render_overlay(analysis.canonical.rgb, analysis.features)
         try:
-            outcome = self._service.decide(analysis, user_id)
+            outcome = self._service.decide(analysis, user_id)  # the engine's Decision
             reason: Reason = "accepted" if outcome.accepted else "no_match"
         except tuple(_REFUSALS) as exc:
             outcome, reason = None, _REFUSALS[type(exc)]
         if outcome is None:
-            return Decision(False, "1:1", user_id, 0.0, self._service.threshold, reason, overlay)
-        return Decision(
+            return KioskOutcome(
+                False, "1:1", user_id, 0.0, self._service.threshold, reason, overlay
+            )
+        return KioskOutcome(
             outcome.accepted,
             outcome.mode,
             outcome.user_id,

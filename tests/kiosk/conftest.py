@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from biometrics.errors import FailureToAcquire, InputError
-from biometrics.kiosk.backend import Decision
+from biometrics.kiosk.backend import KioskOutcome
 
 SIZE = 256
 #: Demo captures shipped with the package (RIDB): eye_a_* are one eye, eye_b_1 another.
@@ -81,7 +81,7 @@ class FakeBackend:
     def _score(self, probe: np.ndarray, user_id: str) -> float:
         return max(float(np.dot(probe.ravel(), ref.ravel())) for ref in self.gallery[user_id])
 
-    def verify(self, rgb: np.ndarray, user_id: str | None) -> Decision:
+    def verify(self, rgb: np.ndarray, user_id: str | None) -> KioskOutcome:
         if self.delay_s:
             threading.Event().wait(self.delay_s)
         if user_id is not None and not user_id.replace("-", "").isalnum():
@@ -92,7 +92,7 @@ class FakeBackend:
         with self._lock:
             if user_id is not None:
                 if user_id not in self.gallery:
-                    return Decision(
+                    return KioskOutcome(
                         False, "1:1", user_id, 0.0, self.threshold, "unknown_user", overlay
                     )
                 score = self._score(probe, user_id)
@@ -101,15 +101,15 @@ class FakeBackend:
                     if user_id in self.locked
                     else ("accepted" if score >= self.threshold else "no_match")
                 )
-                return Decision(
+                return KioskOutcome(
                     reason == "accepted", "1:1", user_id, score, self.threshold, reason, overlay
                 )
             scores = {uid: self._score(probe, uid) for uid in self.gallery}
         best = max(scores, key=scores.get, default=None)
         score = scores.get(best, 0.0)
         if best is not None and score >= self.threshold:
-            return Decision(True, "1:N", best, score, self.threshold, "accepted", overlay)
-        return Decision(False, "1:N", None, score, self.threshold, "no_match", overlay)
+            return KioskOutcome(True, "1:N", best, score, self.threshold, "accepted", overlay)
+        return KioskOutcome(False, "1:N", None, score, self.threshold, "no_match", overlay)
 
     def enroll(self, user_id: str, images: list[np.ndarray]) -> int:
         templates = [self._template(rgb) for rgb in images]
