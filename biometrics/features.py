@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
 import numpy as np
 
 from biometrics.eyeframe import Disc, locate_disc
-from biometrics.graph import build_vessel_graph
+from biometrics.graph import MultiGraph, build_vessel_graph
 from biometrics.quality import Quality, assess
 from biometrics.skeleton import calibre_map, centreline, vessel_mask
 from biometrics.template import Template
@@ -24,7 +23,7 @@ class Features:
 
     vessels: np.ndarray  # (H, W) bool
     skeleton: np.ndarray  # (H, W) bool
-    graph: nx.MultiGraph  # node/edge attributes: see biometrics.graph
+    graph: MultiGraph  # node/edge attributes: see biometrics.graph
     disc: Disc
     quality: Quality
     template: Template

@@ -3,8 +3,10 @@
 Nodes are junctions and endpoints with ``pos`` (x, y), ``kind`` ("bifurcation", "crossover",
 "endpoint"), ``calibre`` and ``angles`` (directions of the incident vessels, radians). Edges
 are vessel segments with ``polyline`` ((K, 2) float32 x, y), ``length``, ``calibre`` and
-``tortuosity``. The graph is a :class:`networkx.MultiGraph` because two junctions can be joined
-by two segments (a small vessel loop).
+``tortuosity``. The graph is a multigraph because two junctions can be joined by two segments
+(a small vessel loop): :class:`MultiGraph` below, the subset of ``networkx.MultiGraph`` this
+package uses, with the same storage and iteration order (so the same templates). networkx
+itself took ~120 ms to import on every ``retauth verify`` for one class.
 
 Tracing is vectorised: junction clusters and segments come from connected-component
 labelling, and each segment is ordered by walking its OpenCV contour (which follows a
@@ -14,9 +16,10 @@ one-pixel-wide curve out and back), so no Python loop visits pixels one by one.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 import cv2
-import networkx as nx
 import numpy as np
 
 from biometrics.skeleton import neighbour_count
@@ -28,7 +31,126 @@ ENDPOINT = "endpoint"
 ANGLE_REACH = 8.0
 
 
-def build_vessel_graph(skeleton: np.ndarray, calibre: np.ndarray) -> nx.MultiGraph:
+class _Nodes:
+    """``graph.nodes``: iterate, ``nodes[n]`` for the attributes, ``nodes(data=True|"key")``."""
+
+    def __init__(self, attrs: dict[Hashable, dict]) -> None:
+        self._attrs = attrs
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._attrs)
+
+    def __len__(self) -> int:
+        return len(self._attrs)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._attrs
+
+    def __getitem__(self, node: Hashable) -> dict:
+        return self._attrs[node]
+
+    def __call__(self, data: bool | str = False) -> Iterator[Any]:
+        if data is True:
+            return iter(self._attrs.items())
+        if data is False:
+            return iter(self._attrs)
+        return ((n, d.get(data)) for n, d in self._attrs.items())
+
+
+class MultiGraph:
+    """Undirected multigraph with node and edge attributes, as ``networkx.MultiGraph`` stores it.
+
+    ``_adj[u][v]`` maps edge keys to attribute dicts and is the same dict object as
+    ``_adj[v][u]``; nodes, neighbours and keys iterate in insertion order; an edge is reported
+    once, from the endpoint seen first; a self-loop counts twice in the degree. Only what the
+    vessel graph needs is here (``tests/biometrics/test_graph.py`` checks it against networkx).
+    """
+
+    def __init__(self) -> None:
+        self._node: dict[Hashable, dict] = {}
+        self._adj: dict[Hashable, dict[Hashable, dict[int, dict]]] = {}
+
+    @property
+    def nodes(self) -> _Nodes:
+        return _Nodes(self._node)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._node
+
+    def __len__(self) -> int:
+        return len(self._node)
+
+    def number_of_nodes(self) -> int:
+        return len(self._node)
+
+    def number_of_edges(self) -> int:
+        loops = sum(len(self._adj[n].get(n, ())) for n in self._adj)
+        return (sum(len(kd) for nbrs in self._adj.values() for kd in nbrs.values()) + loops) // 2
+
+    def add_node(self, node: Hashable, **attrs: Any) -> None:
+        if node not in self._node:
+            self._adj[node] = {}
+            self._node[node] = attrs
+        else:
+            self._node[node].update(attrs)
+
+    def add_edge(self, u: Hashable, v: Hashable, **attrs: Any) -> int:
+        """Add an edge and return its key (the smallest unused, counting from the pair's 0)."""
+        for node in (u, v):
+            if node not in self._node:
+                self.add_node(node)
+        keys = self._adj[u].get(v)
+        if keys is None:
+            keys = self._adj[u][v] = self._adj[v][u] = {}
+        key = len(keys)
+        while key in keys:
+            key += 1
+        keys[key] = dict(attrs)
+        return key
+
+    def has_edge(self, u: Hashable, v: Hashable, key: int | None = None) -> bool:
+        keys = self._adj.get(u, {}).get(v)
+        return keys is not None and (key is None or key in keys)
+
+    def remove_edge(self, u: Hashable, v: Hashable, key: int) -> None:
+        keys = self._adj[u][v]
+        del keys[key]
+        if not keys:
+            del self._adj[u][v]
+            if u != v:
+                del self._adj[v][u]
+
+    def remove_node(self, node: Hashable) -> None:
+        for other in list(self._adj[node]):
+            del self._adj[other][node]
+        del self._adj[node]
+        del self._node[node]
+
+    def remove_nodes_from(self, nodes: Iterable[Hashable]) -> None:
+        for node in nodes:
+            if node in self._node:
+                self.remove_node(node)
+
+    def degree(self, node: Hashable) -> int:
+        nbrs = self._adj[node]
+        return sum(len(keys) for keys in nbrs.values()) + len(nbrs.get(node, ()))
+
+    def edges(
+        self, node: Hashable | None = None, *, keys: bool = False, data: bool = False
+    ) -> Iterator[tuple]:
+        """Edges as (u, v[, key][, attrs]), all of them or those of ``node``."""
+        items = self._adj.items() if node is None else [(node, self._adj[node])]
+        seen: set[Hashable] = set()
+        for u, nbrs in items:
+            for v, edge_keys in nbrs.items():
+                if v in seen:
+                    continue
+                for key, attrs in edge_keys.items():
+                    yield (u, v) + ((key,) if keys else ()) + ((attrs,) if data else ())
+            seen.add(u)
+
+
+def build_vessel_graph(skeleton: np.ndarray, calibre: np.ndarray) -> MultiGraph:
     """Trace a skeleton into a vessel graph, prune spurs and type the junctions.
 
     Parameters
@@ -38,7 +160,7 @@ def build_vessel_graph(skeleton: np.ndarray, calibre: np.ndarray) -> nx.MultiGra
 
     Returns
     -------
-    networkx.MultiGraph with the node and edge attributes listed in the module docstring.
+    MultiGraph with the node and edge attributes listed in the module docstring.
     """
     if skeleton.shape != calibre.shape:
         raise ValueError("skeleton and calibre maps differ in shape")
@@ -50,8 +172,8 @@ def build_vessel_graph(skeleton: np.ndarray, calibre: np.ndarray) -> nx.MultiGra
     return graph
 
 
-def _trace(skel: np.ndarray, calibre: np.ndarray) -> nx.MultiGraph:
-    graph = nx.MultiGraph()
+def _trace(skel: np.ndarray, calibre: np.ndarray) -> MultiGraph:
+    graph = MultiGraph()
     count = neighbour_count(skel)
     cross = np.ones((3, 3), np.uint8)
     junction_px = cv2.dilate((count >= 3).astype(np.uint8), cross).astype(bool) & skel
@@ -124,7 +246,7 @@ def _ordered_path(contour: np.ndarray, ends: np.ndarray | None) -> np.ndarray | 
     return contour[(first + np.arange(stop + 1)) % n]
 
 
-def _attach(graph: nx.MultiGraph, node: tuple, pts: np.ndarray, *, first: bool) -> np.ndarray:
+def _attach(graph: MultiGraph, node: tuple, pts: np.ndarray, *, first: bool) -> np.ndarray:
     """Extend a segment polyline to the junction centre it touches."""
     if node[0] != "j":
         return pts
@@ -144,10 +266,10 @@ def _edge_attrs(pts: np.ndarray, calibre: float) -> dict:
     }
 
 
-def _prune_spurs(graph: nx.MultiGraph, rounds: int = 2) -> None:
+def _prune_spurs(graph: MultiGraph, rounds: int = 2) -> None:
     """Remove short terminal branches: skeletonisation artefacts of thick or bumpy vessels."""
     for _ in range(rounds):
-        degree = dict(graph.degree)
+        degree = {n: graph.degree(n) for n in graph.nodes}
         spurs = [
             (u, v, k)
             for u, v, k, d in graph.edges(keys=True, data=True)
@@ -160,7 +282,7 @@ def _prune_spurs(graph: nx.MultiGraph, rounds: int = 2) -> None:
         _contract_degree_two(graph)
 
 
-def _merge_close_junctions(graph: nx.MultiGraph) -> None:
+def _merge_close_junctions(graph: MultiGraph) -> None:
     """Two 3-way junctions joined by a segment shorter than the local calibre are one crossover."""
     short = [
         (u, v, k)
@@ -188,7 +310,7 @@ def _merge_close_junctions(graph: nx.MultiGraph) -> None:
         merged.update((u, v))
 
 
-def _contract_degree_two(graph: nx.MultiGraph) -> None:
+def _contract_degree_two(graph: MultiGraph) -> None:
     """A node with exactly two vessel segments is no junction: join the segments."""
     for node in [n for n in graph.nodes if graph.degree(n) == 2]:
         if graph.degree(node) != 2 or node not in graph:
@@ -210,7 +332,7 @@ def _contract_degree_two(graph: nx.MultiGraph) -> None:
         graph.add_edge(a, b, **_edge_attrs(pts, cal))
 
 
-def _finalise_nodes(graph: nx.MultiGraph) -> None:
+def _finalise_nodes(graph: MultiGraph) -> None:
     """Set ``kind``, ``calibre`` and branch ``angles`` on every node; drop isolated nodes."""
     graph.remove_nodes_from([n for n in list(graph.nodes) if graph.degree(n) == 0])
     for node, attrs in graph.nodes(data=True):

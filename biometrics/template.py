@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import cv2
-import networkx as nx
 import numpy as np
 
 from biometrics.errors import StoredDataError
-from biometrics.graph import BIFURCATION, CROSSOVER, ENDPOINT
+from biometrics.graph import BIFURCATION, CROSSOVER, ENDPOINT, MultiGraph
 
 MAGIC = b"RTPL"
 FORMAT_VERSION = 1
@@ -68,7 +67,7 @@ class Template:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_graph(cls, graph: nx.MultiGraph, origin: tuple[float, float], side: str) -> Template:
+    def from_graph(cls, graph: MultiGraph, origin: tuple[float, float], side: str) -> Template:
         """Freeze a vessel graph into a template, translating coordinates to ``origin``."""
         nodes = list(graph.nodes)
         index = {n: i for i, n in enumerate(nodes)}
@@ -98,9 +97,9 @@ class Template:
             side=side if side in _SIDES else "unknown",
         )
 
-    def to_graph(self) -> nx.MultiGraph:
-        """Rebuild the networkx vessel graph (coordinates in the eye frame)."""
-        graph = nx.MultiGraph()
+    def to_graph(self) -> MultiGraph:
+        """Rebuild the vessel graph (coordinates in the eye frame)."""
+        graph = MultiGraph()
         for i, (xy, kind, cal, ang) in enumerate(
             zip(self.node_xy, self.node_kind, self.node_calibre, self.node_angles, strict=True)
         ):

@@ -84,3 +84,49 @@ def test_neighbour_count_of_a_line():
     skel[2, 1:6] = True
     count = neighbour_count(skel)
     assert count[2].tolist() == [0, 1, 2, 2, 2, 1, 0]
+
+
+def test_multigraph_builds_the_same_templates_as_networkx(monkeypatch):
+    """biometrics.graph.MultiGraph replaces networkx.MultiGraph on the verify path: same
+    storage and iteration order, so every template is byte-identical."""
+    nx = pytest.importorskip("networkx")
+    from synthetic import fundus
+
+    import biometrics.graph
+    from biometrics.cli.identity import sample_images
+    from biometrics.pipeline import Pipeline
+    from segmentation.imageio import read_image
+
+    pipeline = Pipeline()
+    images = [fundus(seed, angle=3 * seed)[0] for seed in range(6)]
+    images += [read_image(path) for path in sample_images().values()]
+    ours = [pipeline.extract(rgb).to_bytes() for rgb in images]
+    monkeypatch.setattr(biometrics.graph, "MultiGraph", nx.MultiGraph)
+    assert [pipeline.extract(rgb).to_bytes() for rgb in images] == ours
+
+
+def test_multigraph_semantics_match_networkx():
+    nx = pytest.importorskip("networkx")
+    from biometrics.graph import MultiGraph
+
+    graphs = (MultiGraph(), nx.MultiGraph())
+    for g in graphs:
+        g.add_node("a", pos=1)
+        keys = [g.add_edge("a", "b", w=1), g.add_edge("b", "a", w=2), g.add_edge("c", "c", w=3)]
+        keys.append(g.add_edge("b", "c", w=4))
+        g.remove_edge("a", "b", 0)
+        g.add_edge("a", "b", w=5)  # len(keys) = 1 is taken: key 2, as networkx picks
+        g.add_node("a", kind="x")  # updates, keeps the order
+        g.keys = keys
+    ours, theirs = graphs
+    assert ours.keys == theirs.keys
+    assert list(ours.edges(keys=True, data=True)) == list(theirs.edges(keys=True, data=True))
+    assert list(ours.edges("b", data=True)) == list(theirs.edges("b", data=True))
+    assert list(ours.nodes(data=True)) == list(theirs.nodes(data=True))
+    assert [ours.degree(n) for n in ours.nodes] == [theirs.degree(n) for n in theirs.nodes]
+    assert ours.number_of_edges() == theirs.number_of_edges()
+    for g in graphs:
+        g.remove_node("c")
+        g.remove_nodes_from(["zz", "a"])
+    assert list(ours.edges(keys=True)) == list(theirs.edges(keys=True))
+    assert list(ours.nodes) == list(theirs.nodes) and ours.has_edge("a", "b") is False
