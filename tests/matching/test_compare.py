@@ -1,13 +1,12 @@
 """Registration and scoring on synthetic eyes: a moved copy matches, another eye does not."""
 
-import numpy as np
 import pytest
 from synthetic import fundus
 
 from biometrics.pipeline import Pipeline
 from matching import DEFAULT_THRESHOLD, compare
-from matching.registration import register
 from matching.prefilter import Prefilter
+from matching.registration import register
 from matching.search import Gallery, rescore
 
 
