@@ -25,7 +25,7 @@ import hashlib
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -211,8 +211,8 @@ class Engine:
         """1:1: the best of the claimed id's references decides; one settling transaction."""
         start = time.perf_counter()
         identity = self.store.identity(user_id)
-        for attempt in range(_RETRIES):
-            self.sync()
+
+        def attempt() -> tuple[Outcome, float]:
             with self._lock:
                 keys = list(self._by_subject.get(identity[1], []))
                 broken = [self.problems[k] for k in keys if k in self.problems]
@@ -227,49 +227,52 @@ class Engine:
                 compare(probe, probe)
             ]
             score = max(scores) if real else 0.0
-            try:
-                outcome = self.store.settle_verify(
-                    identity,
-                    score=score,
-                    accepted=real and score >= self.threshold,
-                    uids=uids,
-                    revision=revision,
-                    terminal=terminal,
-                )
-            except StaleReferences:
-                if attempt == _RETRIES - 1:
-                    raise
-                continue
-            return self._verdict(outcome, "1:1", identity[0], score, start)
-        raise AssertionError("unreachable")
+            outcome = self.store.settle_verify(
+                identity,
+                score=score,
+                accepted=real and score >= self.threshold,
+                uids=uids,
+                revision=revision,
+                terminal=terminal,
+            )
+            return outcome, score
+
+        outcome, score = self._settled(attempt)
+        return self._verdict(outcome, "1:1", identity[0], score, start)
 
     def identify(self, probe: Template, *, terminal: str = "local") -> Decision:
         """1:N: pre-filter, re-score the shortlist, settle the best eligible candidate."""
         start = time.perf_counter()
         vector = Prefilter.probe(probe)
-        for attempt in range(_RETRIES):
-            self.sync()
+
+        def attempt() -> tuple[Outcome, float]:
             with self._lock:
                 keys = self.gallery.shortlist(vector).tolist()
                 revision = self.revision
                 rows = {k: self._rows[k] for k in keys}
-            scored = rescore(probe, keys, lambda k, rows=rows: rows[k].owner, self.references)
-            candidates = [Candidate(s.owner, rows[s.key].uid, s.score) for s in scored]
+            scored = rescore(probe, keys, lambda k: rows[k].owner, self.references)
             best = scored[0].score if scored else 0.0
+            outcome = self.store.settle_identify(
+                [Candidate(s.owner, rows[s.key].uid, s.score) for s in scored],
+                threshold=self.threshold,
+                best_score=best,
+                revision=revision,
+                terminal=terminal,
+            )
+            return outcome, best if outcome.score is None else outcome.score
+
+        outcome, score = self._settled(attempt)
+        return self._verdict(outcome, "1:N", outcome.user_id, score, start)
+
+    def _settled(self, attempt: Callable[[], tuple[Outcome, float]]) -> tuple[Outcome, float]:
+        """Run a claim against a current cache; again (a few times) if the store moved on."""
+        for tries in range(1, _RETRIES + 1):
+            self.sync()
             try:
-                outcome = self.store.settle_identify(
-                    candidates,
-                    threshold=self.threshold,
-                    best_score=best,
-                    revision=revision,
-                    terminal=terminal,
-                )
+                return attempt()
             except StaleReferences:
-                if attempt == _RETRIES - 1:
+                if tries == _RETRIES:
                     raise
-                continue
-            score = outcome.score if outcome.score is not None else best
-            return self._verdict(outcome, "1:N", outcome.user_id, score, start)
         raise AssertionError("unreachable")
 
     def _verdict(

@@ -36,6 +36,8 @@ POLAR_STAGE = 256
 EARLY_ACCEPT = 0.6
 #: Shortlisted captures scored at the same time (one per core of a small kiosk).
 RESCORE_THREADS = 2
+#: The per-row arrays of a Gallery (the norms last: recomputed rather than moved by compact).
+_ARRAYS = ("keys", "owners", "polar", "magnitude", "spectral", "_spectral_norm")
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class Gallery:
         """Close the holes left by removals and re-centre the spectral embedding."""
         live = np.flatnonzero(self.keys[: self._size] >= 0)
         n = len(live)
-        for name in ("keys", "owners", "polar", "magnitude", "spectral"):
+        for name in _ARRAYS[:-1]:
             arr = getattr(self, name)
             arr[:n] = arr[live]
             arr[n : self._size] = -1 if arr.dtype == np.int64 else 0
@@ -149,28 +151,10 @@ class Gallery:
             self._spectral_norm[:n] = np.linalg.norm(self.spectral[:n] - self._centre, axis=1)
 
     def _grow(self, needed: int) -> None:
-        old = (
-            self.keys,
-            self.owners,
-            self.polar,
-            self.magnitude,
-            self.spectral,
-            self._spectral_norm,
-        )
+        old = {name: getattr(self, name) for name in _ARRAYS}
         self._allocate(max(needed, 2 * self.capacity), spectral_dim=self.spectral.shape[1])
-        for new, prev in zip(
-            (
-                self.keys,
-                self.owners,
-                self.polar,
-                self.magnitude,
-                self.spectral,
-                self._spectral_norm,
-            ),
-            old,
-            strict=True,
-        ):
-            new[: self._size] = prev[: self._size]
+        for name, prev in old.items():
+            getattr(self, name)[: self._size] = prev[: self._size]
 
     def shortlist(self, probe: Prefilter, k: int = SHORTLIST) -> np.ndarray:
         """Keys of the captures worth the full matcher, most promising first."""

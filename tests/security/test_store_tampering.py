@@ -53,29 +53,22 @@ def _refused(store: TemplateStore, snapshot, db_url: str, user: str = "alice") -
     assert not store.audit_verify().ok
 
 
-def test_replaced_enrolment_cannot_be_restored(store, snapshot, db_url) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.enroll("alice", [NEW], replace=True),
+        lambda s: s.revoke("alice"),
+        lambda s: s.delete("alice"),
+    ],
+    ids=["replaced", "revoked", "deleted"],
+)
+def test_older_enrolment_cannot_be_restored(store, snapshot, db_url, change) -> None:
     store.enroll("alice", [OLD])
     users, templates = _rows(store, User), _rows(store, TemplateRecord)
-    store.enroll("alice", [NEW], replace=True)
+    change(store)
     _restore(store, users, templates)
     with pytest.raises(InvalidRecord, match="older copy"):
         store.templates("alice")
-    _refused(store, snapshot, db_url)
-
-
-def test_revoked_user_cannot_be_restored(store, snapshot, db_url) -> None:
-    store.enroll("alice", [OLD])
-    users, templates = _rows(store, User), _rows(store, TemplateRecord)
-    store.revoke("alice")
-    _restore(store, users, templates)
-    _refused(store, snapshot, db_url)
-
-
-def test_deleted_user_cannot_be_restored(store, snapshot, db_url) -> None:
-    store.enroll("alice", [OLD])
-    users, templates = _rows(store, User), _rows(store, TemplateRecord)
-    store.delete("alice")
-    _restore(store, users, templates)
     _refused(store, snapshot, db_url)
 
 
