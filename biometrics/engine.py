@@ -47,7 +47,7 @@ from matching.search import Gallery, rescore, score_all
 Mode = Literal["1:1", "1:N"]
 
 #: Parsed templates kept per process (each holds its ~2.5 MB matcher raster once built).
-CACHE_SIZE = 32
+CACHE_SIZE = 16
 #: Captures whose pre-filter records are parsed together when a service loads its cache.
 _LOAD_BATCH = 4096
 #: Times a claim is scored again when the references change under it.

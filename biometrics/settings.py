@@ -57,7 +57,7 @@ class Settings:
     #: Dask scheduler address (``tcp://host:8786``) for sharded 1:N and ``retauth dedup``.
     dask_scheduler: str = ""
     #: Parsed reference templates a service keeps (each with its ~2.5 MB matcher raster).
-    reference_cache: int = 32
+    reference_cache: int = 16
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"
