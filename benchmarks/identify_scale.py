@@ -169,6 +169,7 @@ def child(spawned: float, probe_file: Path) -> None:
             except UserLocked:
                 pass
             times["1:1"].append((time.perf_counter() - start) * 1e3)
+    positions = shortlist_positions(service, items, analyses)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     genuine = sum(1 for i in items if i["user"]) * ROUNDS
     print(
@@ -181,6 +182,7 @@ def child(spawned: float, probe_file: Path) -> None:
                 **{f"{k} p50_ms": round(float(np.percentile(v, 50)), 1) for k, v in times.items()},
                 **{f"{k} p95_ms": round(float(np.percentile(v, 95)), 1) for k, v in times.items()},
                 "rank1": round(identified / genuine, 4),
+                "shortlist_positions": positions,
                 "false_accepts_1N": wrong,
                 "correct_1to1": f"{correct}/{len(items) * ROUNDS}",
                 "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
@@ -188,6 +190,23 @@ def child(spawned: float, probe_file: Path) -> None:
             }
         )
     )
+
+
+def shortlist_positions(service: Any, items: list[dict], analyses: list[Any]) -> list[int]:
+    """Where each genuine probe's own identity stands in the engine's shortlist (0 = first;
+    -1 = not in it, which would make it a miss whatever the full matcher says)."""
+    from matching.prefilter import Prefilter
+
+    engine = service.engine
+    out = []
+    for item, analysis in zip(items, analyses, strict=True):
+        if not item["user"]:
+            continue
+        owner = engine._rows[engine._by_subject[service.store.identity(item["user"])[1]][0]].owner
+        keys = engine.gallery.shortlist(Prefilter.probe(analysis.template)).tolist()
+        owners = [engine.gallery.owner_of(k) for k in keys]
+        out.append(owners.index(owner) if owner in owners else -1)
+    return out
 
 
 def measure(env: dict[str, str], probe_file: Path) -> dict[str, Any]:
