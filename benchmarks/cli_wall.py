@@ -42,7 +42,8 @@ _ENTRY = "import sys; sys.path.insert(0, sys.argv.pop(1)); from biometrics.cli i
 #: One verification, step by step, in a fresh interpreter; prints {phase: seconds} as JSON.
 #: The steps are those of ``retauth verify`` (biometrics/cli/identity.py), timed one by one.
 _PHASES = """
-import json, sys, time
+import gc, json, sys, time
+gc.disable()  # as retauth does for one-shot commands (biometrics/cli/__init__.py)
 sys.path.insert(0, {source!r})
 laps, last = {{}}, time.perf_counter()
 def lap(name):
