@@ -2,7 +2,10 @@
 
 A blank, blurred or non-fundus picture yields few, unstable landmarks; storing it would
 either lock the user out later (false non-matches) or make the reference easy to match
-(false matches). Each check gives its reason, reported as a failure to acquire (exit 2).
+(false matches). Each check gives its reason, reported as a failure to acquire (exit 2), and
+each reason says what the operator should do next ("refocus", "move closer", "increase the
+illumination"): the person at the camera can act on that, not on a number. Reasons are
+listed most actionable first, because :meth:`Quality.require` reports the first one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ VESSEL_FRACTION_RANGE = (0.02, 0.30)
 MIN_JUNCTIONS = 12
 #: Minimum focus measure (variance of the Laplacian of the green channel inside the FOV).
 MIN_FOCUS = 1.0
+#: Retina brightness (median of the brightest channel inside the FOV, 8-bit) below which the
+#: capture is too dark, and the share of white-clipped FOV pixels above which it is overexposed.
+MIN_BRIGHTNESS = 25.0
+MAX_CLIPPED = 0.25
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Quality:
     vessel_fraction: float
     junctions: int
     focus: float
+    brightness: float
+    clipped: float
     reasons: tuple[str, ...]
 
     @property
@@ -49,7 +58,7 @@ class Quality:
 
 
 def assess(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray, junctions: int) -> Quality:
-    """Measure a canonical-scale capture and list every reason to refuse it."""
+    """Measure a canonical-scale capture and list every reason to refuse it, with what to do."""
     fov_fraction = float(fov.mean())
     corners_dark = _corners_dark(fov)
     inside = max(int(fov.sum()), 1)
@@ -57,21 +66,55 @@ def assess(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray, junctions: int
     green = rgb[..., 1].astype(np.float32)
     lap = cv2.Laplacian(cv2.GaussianBlur(green, (0, 0), 1.0), cv2.CV_32F)
     focus = float(lap[fov].var()) if fov.any() else 0.0
-    reasons = []
-    if fov_fraction < MIN_FOV_FRACTION:
-        reasons.append(f"no retina visible (field of view covers {fov_fraction:.0%} of the frame)")
-    if not corners_dark:
-        reasons.append("not a fundus photograph (no dark camera surround)")
+    retina = rgb[fov]
+    brightness = float(np.median(retina.max(axis=1))) if retina.size else 0.0
+    clipped = float((retina.min(axis=1) >= 250).mean()) if retina.size else 0.0
     lo, hi = VESSEL_FRACTION_RANGE
-    if not lo <= vessel_fraction <= hi:
-        reasons.append(
-            f"implausible vessel density {vessel_fraction:.1%} (expected {lo:.0%}-{hi:.0%})"
-        )
-    if focus < MIN_FOCUS:
-        reasons.append(f"image out of focus (focus {focus:.2f} < {MIN_FOCUS})")
-    if junctions < MIN_JUNCTIONS:
-        reasons.append(f"too few vessel junctions ({junctions} < {MIN_JUNCTIONS})")
-    return Quality(fov_fraction, corners_dark, vessel_fraction, junctions, focus, tuple(reasons))
+    checks = [
+        (
+            fov_fraction < MIN_FOV_FRACTION,
+            "no retina visible: align the camera with the pupil and move closer "
+            f"(field of view covers {fov_fraction:.0%} of the frame)",
+        ),
+        (
+            brightness < MIN_BRIGHTNESS,
+            "too dark: increase the illumination or exposure, or dilate the pupil "
+            f"(retina brightness {brightness:.0f} < {MIN_BRIGHTNESS:.0f})",
+        ),
+        (
+            clipped > MAX_CLIPPED,
+            "overexposed: reduce the illumination or exposure, avoid glare "
+            f"({clipped:.0%} of the retina clipped to white)",
+        ),
+        (
+            not corners_dark,
+            "not a fundus photograph (no dark camera surround): "
+            "photograph the eye through the fundus camera",
+        ),
+        (
+            focus < MIN_FOCUS,
+            f"image out of focus: refocus and hold still (focus {focus:.2f} < {MIN_FOCUS})",
+        ),
+        (
+            vessel_fraction < lo,
+            "too few vessels visible: refocus and check the illumination "
+            f"(vessel density {vessel_fraction:.1%}, expected {lo:.0%}-{hi:.0%})",
+        ),
+        (
+            vessel_fraction > hi,
+            "implausible vessel density: check for glare, noise or a dirty lens "
+            f"({vessel_fraction:.1%}, expected {lo:.0%}-{hi:.0%})",
+        ),
+        (
+            junctions < MIN_JUNCTIONS,
+            "too few vessel junctions: move closer, centre the eye and refocus "
+            f"({junctions} < {MIN_JUNCTIONS})",
+        ),
+    ]
+    reasons = tuple(reason for failed, reason in checks if failed)
+    return Quality(
+        fov_fraction, corners_dark, vessel_fraction, junctions, focus, brightness, clipped, reasons
+    )
 
 
 def _corners_dark(fov: np.ndarray) -> bool:

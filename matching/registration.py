@@ -39,7 +39,7 @@ PEAK_OFFSETS = np.deg2rad([-6.0, -3.0, 0.0, 3.0, 6.0])
 MIN_BRANCH_AGREEMENT = 0.9
 #: Below this total rotation vote the histogram says nothing: search this full-circle grid.
 MIN_ROTATION_VOTES = 2.0
-FALLBACK_ROTATIONS = np.deg2rad(np.arange(0.0, 360.0, 6.0))
+FALLBACK_ROTATIONS = np.deg2rad(np.arange(0.0, 360.0, 3.0))
 #: Scale grid of the fine Hough vote.
 SCALES = np.array([0.96, 1.0, 1.04])
 #: Translation bins (pixels) of the coarse and fine vote, and the largest translation

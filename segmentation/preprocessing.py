@@ -22,6 +22,14 @@ CANONICAL_FOV_DIAMETER = 540
 #: CHASE_DB1, HRF, RIDB); a small FOV in a large frame would be enlarged without bound, and
 #: every later stage (segmentation, features, overlay) allocates in proportion to this size.
 MAX_CANONICAL_AREA = 4.0
+#: FOV cut, as a fraction of the way from the surround's level to the retina's, and the least
+#: level difference (8-bit) that still counts as a lit field of view.
+FOV_CUT = 0.25
+FOV_MIN_CONTRAST = 12.0
+#: Circle fit of the FOV rim: points this far inside (fraction of the radius) are chords, and
+#: at least this many rim points are needed.
+FOV_RIM_TOL = 0.01
+FOV_MIN_RIM = 20
 #: Network inputs must be a multiple of this (4 stride-2 stages in the encoder + margin).
 PAD_MULTIPLE = 32
 
@@ -40,12 +48,16 @@ class Canonical:
 
 
 def fov_mask(rgb: np.ndarray) -> np.ndarray:
-    """Estimate the circular field of view of a fundus photograph.
+    """Estimate the field of view (the lit, roughly circular retina) of a fundus photograph.
 
-    The retina is lit, the surround is (nearly) black; the red channel separates them best
-    because the retina is red even where it is dim. A threshold relative to the image's own
-    bright level, a morphological opening, the largest component and hole filling make it
-    robust to vignetting and notches in the camera mask.
+    Brightness is the largest channel (the retina is red even where it is dim, a red-free
+    capture is grey, a camera surround of any colour is darker than the retina in its own
+    brightest channel). Its histogram has two modes, the surround and the retina; Otsu's
+    threshold separates them, and the cut is then placed a quarter of the way from the
+    surround's median level to the retina's. Relative to both levels, the cut follows a lifted
+    black level (flare, JPEG pipelines, smartphone adapters: a grey surround), a bright or dim
+    exposure and a vignetted rim instead of assuming a black surround. An opening, the largest
+    component and hole filling then remove noise, flare specks and notches in the camera mask.
 
     Parameters
     ----------
@@ -56,9 +68,15 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     (H, W) bool array, True inside the field of view.
     """
     _check_rgb(rgb)
-    red = cv2.GaussianBlur(rgb[..., 0], (0, 0), 2)
-    level = float(np.percentile(red, 99))
-    mask = (red > max(8.0, 0.15 * level)).astype(np.uint8)
+    value = cv2.GaussianBlur(rgb.max(axis=2), (0, 0), 2)
+    otsu, _ = cv2.threshold(value, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    low, high = value[value <= otsu], value[value > otsu]
+    if not low.size or not high.size:
+        return np.zeros(rgb.shape[:2], bool)
+    surround, retina = float(np.median(low)), float(np.median(high))
+    if retina - surround < FOV_MIN_CONTRAST:  # one flat tone: no lit disc to find
+        return np.zeros(rgb.shape[:2], bool)
+    mask = (value > surround + FOV_CUT * (retina - surround)).astype(np.uint8)
     k = max(3, int(round(min(rgb.shape[:2]) / 100)) | 1)
     mask = cv2.morphologyEx(
         mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
@@ -74,10 +92,46 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     return filled.astype(bool)
 
 
-def fov_diameter(fov: np.ndarray) -> float:
-    """FOV diameter in pixels: the widest horizontal extent (captures clip top/bottom, not sides)."""
+def fov_circle(fov: np.ndarray) -> tuple[float, float, float]:
+    """Centre (x, y) and radius of the circle that the FOV's curved rim lies on.
+
+    The rim is the mask's outline minus the points on the frame edge. Where the camera or the
+    frame clips the disc (straight chords at any angle, e.g. a turned photograph) the outline
+    runs *inside* the circle, so a least-squares circle is refitted to the points that are not
+    well inside it, which converge on the arc. Falls back to the widest horizontal extent
+    when too little rim is left.
+    """
     cols = np.flatnonzero(fov.any(axis=0))
-    return float(cols[-1] - cols[0] + 1) if cols.size else 0.0
+    if not cols.size:
+        return 0.0, 0.0, 0.0
+    contours, _ = cv2.findContours(fov.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    rim = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float64)
+    h, w = fov.shape
+    inner = (rim[:, 0] > 0) & (rim[:, 0] < w - 1) & (rim[:, 1] > 0) & (rim[:, 1] < h - 1)
+    rim = rim[inner]
+    rows = np.flatnonzero(fov.any(axis=1))
+    fallback = (
+        (cols[0] + cols[-1]) / 2,
+        (rows[0] + rows[-1]) / 2,
+        (cols[-1] - cols[0] + 1) / 2,
+    )
+    for _ in range(4):
+        if len(rim) < FOV_MIN_RIM:
+            return tuple(float(v) for v in fallback)
+        # Kåsa fit: x² + y² = 2ax + 2by + c is linear in (a, b, c).
+        a = np.column_stack([2 * rim, np.ones(len(rim))])
+        (cx, cy, c), *_ = np.linalg.lstsq(a, (rim**2).sum(axis=1), rcond=None)
+        r = float(np.sqrt(max(c + cx * cx + cy * cy, 0.0)))
+        keep = np.hypot(rim[:, 0] - cx, rim[:, 1] - cy) > r * (1 - FOV_RIM_TOL)
+        if keep.all():
+            break
+        rim = rim[keep]
+    return float(cx), float(cy), r + 0.5  # outline pixels are centres: the edge is ½ px out
+
+
+def fov_diameter(fov: np.ndarray) -> float:
+    """FOV diameter in pixels: twice the radius of :func:`fov_circle` (clipping-proof)."""
+    return 2 * fov_circle(fov)[2]
 
 
 def to_canonical(
