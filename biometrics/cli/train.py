@@ -15,7 +15,7 @@ import typer
 
 from biometrics.cli.common import console, emit, err_console, errors_to_exit_codes
 from biometrics.errors import InputError
-from biometrics.extras import require, require_backend
+from biometrics.extras import available_backends, require, require_backend
 from biometrics.settings import data_root
 
 #: The paper's rows (Laibacher et al., 2019, M2U-Net): Dice, accuracy, AUC-ROC.
@@ -36,7 +36,7 @@ def sidecar(onnx_path: Path) -> Path:
 
 def train_command(
     dataset: str = typer.Option("combined", help="drive, chase, hrf or combined (all three)."),
-    data: str = typer.Option(None, help="Data root (default: $RETAUTH_DATA)."),
+    data: str = typer.Option(None, help="Data root (default: RETAUTH_DATA)."),
     out: str = typer.Option(None, help="Run folder for logs/checkpoints (default runs/<dataset>)."),
     steps: int = typer.Option(0, help="Optimiser steps (0: fit --budget-minutes)."),
     budget_minutes: float = typer.Option(90.0, help="Wall-clock budget used when --steps is 0."),
@@ -352,9 +352,12 @@ def eval_seg_command(
         help="ONNX model, TVM artefact or .pt checkpoint (default: the shipped biometric model).",
     ),
     dataset: str = typer.Option("drive", help="drive, chase, hrf or all."),
-    data: str = typer.Option(None, help="Data root (default: $RETAUTH_DATA)."),
+    data: str = typer.Option(None, help="Data root (default: RETAUTH_DATA)."),
     backend: str = typer.Option(
-        "onnxruntime", help="onnxruntime, tvm (artefact), torch (.pt) or classical."
+        "onnxruntime",
+        help="Segmenter: "
+        + ", ".join(b for b in available_backends() if b != "auto")
+        + " (tvm runs an artefact, torch a .pt checkpoint).",
     ),
     threshold: float = typer.Option(
         None, help="Probability threshold (default: the model's validation-chosen one)."
