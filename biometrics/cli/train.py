@@ -360,7 +360,10 @@ def eval_seg_command(
         + " (tvm runs an artefact, torch a .pt checkpoint).",
     ),
     threshold: float = typer.Option(
-        None, help="Probability threshold (default: the model's validation-chosen one)."
+        None,
+        min=0.0,
+        max=1.0,
+        help="Probability threshold in [0, 1] (default: the model's validation-chosen one).",
     ),
     diameter: int = typer.Option(
         None, help="FOV diameter (px) the model sees (default: the model's own, else 540)."
