@@ -109,6 +109,10 @@ _register_all()
 #: Commands that finish all their work before they return (store closed, files written, no
 #: thread or child process left): their process may skip the interpreter's teardown.
 _ONE_SHOT = frozenset({"enroll", "verify", "inspect", "demo", "users", "keys", "audit", "db"})
+#: One-shot commands whose work is bounded (a few captures): they run without the cyclic
+#: GC. Commands that walk the whole store (keys rotate, audit verify...) keep it, since an
+#: ORM session's cyclic garbage would otherwise grow with the number of records.
+_NO_GC = frozenset({"enroll", "verify", "inspect", "demo"})
 
 
 def _command_name(argv: list[str]) -> str | None:
@@ -132,8 +136,9 @@ def _exit_now(code: object) -> NoReturn:
 def main() -> None:
     """Console-script entry point.
 
-    For one-shot commands (verify, enroll, ...) the cyclic garbage collector is off and the
-    process ends with ``os._exit`` once the command has returned and its output is flushed:
+    One-shot commands end with ``os._exit`` once the command has returned and its output is
+    flushed, and those with bounded work (verify, enroll, inspect, demo) run without the
+    cyclic garbage collector:
     a fresh ``retauth verify`` spent ~150 ms in collections of the objects its imports create
     (SQLAlchemy, networkx, numpy, ONNX Runtime...), none of which is garbage, and ~350 ms in
     the interpreter's teardown freeing them one by one (measured with benchmarks/cli_wall.py).
@@ -141,10 +146,12 @@ def main() -> None:
     The long-running and multi-process commands (kiosk, evaluate, train, compile) exit
     normally.
     """
-    if _command_name(sys.argv[1:]) not in _ONE_SHOT:
+    command = _command_name(sys.argv[1:])
+    if command not in _ONE_SHOT:
         app()
         return
-    gc.disable()
+    if command in _NO_GC:
+        gc.disable()
     try:
         app()
     except SystemExit as exc:
