@@ -138,10 +138,10 @@ def main() -> None:
 
     One-shot commands end with ``os._exit`` once the command has returned and its output is
     flushed, and those with bounded work (verify, enroll, inspect, demo) run without the
-    cyclic garbage collector:
-    a fresh ``retauth verify`` spent ~150 ms in collections of the objects its imports create
-    (SQLAlchemy, networkx, numpy, ONNX Runtime...), none of which is garbage, and ~350 ms in
-    the interpreter's teardown freeing them one by one (measured with benchmarks/cli_wall.py).
+    cyclic garbage collector. A fresh ``retauth verify`` spent ~150 ms in collections of the
+    objects its imports create (SQLAlchemy, numpy, ONNX Runtime...), none of which is garbage,
+    and ~350 ms in the interpreter's teardown freeing them one by one (measured on the loaded
+    VM with benchmarks/cli_wall.py).
     Every one-shot command closes what it opened itself, so nothing is lost by skipping it.
     The long-running and multi-process commands (kiosk, evaluate, train, compile) exit
     normally.
