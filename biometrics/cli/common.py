@@ -46,13 +46,17 @@ class Exit(IntEnum):
     INTERNAL = 3
 
 
+#: Line breaks and tabs become one space each (a field stays on its line); spaces are kept.
+_BREAKS = str.maketrans({c: " " for c in "\t\n\r\v\f\x1c\x1d\x1e\x1f\x85\u2028\u2029"})
+
+
 def printable(value: object) -> str:
     """``value`` as one line of text without control characters (shown as ``\\xNN``)."""
     return _CONTROL.sub(
         lambda m: (
             f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
         ),
-        " ".join(str(value).split()),
+        str(value).translate(_BREAKS),
     )
 
 
@@ -99,7 +103,7 @@ def fail(message: str, code: Exit, *, as_json: bool = False) -> NoReturn:
 
     ``message`` is plain text, never markup: it often quotes a file name or a user id.
     """
-    line = printable(message)
+    line = " ".join(printable(message).split())
     if as_json:
         print(json.dumps({"ok": False, "error": line, "exit_code": int(code)}))
     else:
