@@ -161,10 +161,26 @@ def test_first_enrolment_announces_the_key_file_once(home):
     assert again.exit_code == 0 and "encryption key" not in again.output
 
 
-def test_python_m_biometrics_cli_is_the_same_command():
+@pytest.mark.parametrize(
+    ("args", "code", "stream", "text"),
+    [
+        (["--version"], 0, "stdout", "retauth "),
+        (["verify", "--threshold", "5", "x.jpg"], 2, "stderr", "Invalid value for '--threshold'"),
+        (["verify", "--user", "a", "missing.jpg"], 2, "stderr", "error: missing.jpg: no such file"),
+        (["users", "list", "--json"], 3, "stdout", '"ok": false'),
+        (["inspect", "--help"], 0, "stdout", "Usage: retauth inspect"),
+    ],
+)
+def test_exit_codes_and_output_survive_the_fast_exit(home, args, code, stream, text):
+    """One-shot commands end with os._exit: the status and the flushed output must survive."""
     import subprocess
 
     proc = subprocess.run(
-        [sys.executable, "-m", "biometrics.cli", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", "biometrics.cli", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "RETAUTH_HOME": str(home / "h"), "RETAUTH_CONFIG": "/none"},
+        cwd=Path(__file__).resolve().parents[2],
     )
-    assert proc.returncode == 0 and proc.stdout.startswith("retauth ")
+    assert proc.returncode == code, proc.stderr
+    assert text in getattr(proc, stream)
