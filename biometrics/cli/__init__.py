@@ -133,7 +133,7 @@ def _exit_now(code: object) -> NoReturn:
     os._exit(status)
 
 
-def main() -> None:
+def main(prog_name: str | None = None) -> None:
     """Console-script entry point.
 
     One-shot commands end with ``os._exit`` once the command has returned and its output is
@@ -148,12 +148,12 @@ def main() -> None:
     """
     command = _command_name(sys.argv[1:])
     if command not in _ONE_SHOT:
-        app()
+        app(prog_name=prog_name)
         return
     if command in _NO_GC:
         gc.disable()
     try:
-        app()
+        app(prog_name=prog_name)
     except SystemExit as exc:
         _exit_now(exc.code)
     _exit_now(0)
