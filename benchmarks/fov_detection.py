@@ -7,7 +7,8 @@ the photograph as distributed and under perturbations that other cameras and pip
 produce (lifted or uneven black level, coloured surround, vignetting, red-free, dim exposure,
 a FOV clipped by the frame edge, a non-centred FOV on a wider canvas, a turned frame); the
 reference mask is moved along with geometric perturbations. Reports the IoU with the
-reference (median and minimum) and the error of :func:`fov_diameter` against the reference
+reference (median and minimum), measured on the ~400-px thumbnail on which the pipeline
+finds the FOV, and the error of :func:`fov_diameter` against the reference
 mask's diameter, per data set and condition. CHASE_DB1 ships no FOV masks: its row reports
 the share of images whose detected FOV is a single plausible disc (diameter 0.6–1.05 of
 the frame width) on the same conditions. Runs on at most two processes.
@@ -22,6 +23,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -77,6 +79,13 @@ def _one(job: tuple[str, str, Path, Path | None]) -> tuple[str, str, float, floa
         ref = move(ref) if ref is not None else None
     elif perturb is not None:
         rgb = perturb(rgb)
+    # As the pipeline measures it: on a thumbnail of about 400 px (to_canonical), the
+    # reference resampled to the same grid.
+    step = max(1, min(rgb.shape[:2]) // 400)
+    size = (max(1, rgb.shape[1] // step), max(1, rgb.shape[0] // step))
+    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    if ref is not None:
+        ref = cv2.resize(ref.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     found = fov_mask(rgb)
     if ref is None:
         width = rgb.shape[1] / (1.6 if isinstance(perturb, tuple) and perturb[0] == "canvas" else 1)

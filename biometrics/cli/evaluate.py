@@ -23,7 +23,7 @@ from biometrics.settings import data_root
 if TYPE_CHECKING:
     from rich.table import Table
 
-PROTOCOLS = ("all-pairs", "enrol-first")
+PROTOCOLS = ("all-pairs", "enrol-first", "zoo")
 
 #: Packages whose code decides what a template contains: a change in any of them must not
 #: reuse templates cached by an older version.
@@ -116,7 +116,11 @@ def _table(summary: dict[str, Any]) -> Table:
 
 def evaluate_command(
     data_dir: str = typer.Argument(None, help="Folder of captures (default: RETAUTH_DATA)."),
-    protocol: str = typer.Option("all-pairs", help="all-pairs or enrol-first."),
+    protocol: str = typer.Option(
+        "all-pairs",
+        help="all-pairs, enrol-first, or zoo: every DRIVE, CHASE_DB1, HRF and RIDB capture "
+        "under the data root, plus mirrored copies, against each other (impostor FMR).",
+    ),
     pattern: str = typer.Option(
         None,
         help="File-name regex with (?P<identity>...) and optionally (?P<capture>...), "
@@ -185,7 +189,12 @@ def evaluate_command(
             progress=not as_json,
         )
         if not as_json:
-            console.print(_table(result.summary))
+            if protocol == "zoo":
+                from matching.zoo import zoo_table
+
+                console.print(zoo_table(result.summary))
+            else:
+                console.print(_table(result.summary))
         written = ", ".join(str(p) for p in result.files.values())
         emit(
             {"ok": True, **result.summary, "out": str(Path(out) / protocol)},
@@ -225,13 +234,28 @@ def run_evaluation(
     from matching.evaluation import Scheduler, evaluate
     from matching.protocols import RIDB_PATTERN, captures_from_csv, captures_from_pattern
 
+    settings = load_settings(backend=backend, weights=weights, threshold=threshold)
+    decision = settings.threshold if settings.threshold is not None else matching.DEFAULT_THRESHOLD
+    scheduler = Scheduler(workers=workers, dask=dask, address=address)
+    cache_dir = template_cache(settings) if cache else None
+    if protocol == "zoo":
+        from matching.zoo import evaluate_zoo
+
+        return evaluate_zoo(
+            data_dir,
+            Pipeline(settings).extract_file,
+            matching.compare,
+            out,
+            threshold=decision,
+            scheduler=scheduler,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
     captures = (
         captures_from_csv(mapping, data_dir)
         if mapping
         else captures_from_pattern(data_dir, pattern or RIDB_PATTERN)
     )
-    settings = load_settings(backend=backend, weights=weights, threshold=threshold)
-    decision = settings.threshold if settings.threshold is not None else matching.DEFAULT_THRESHOLD
     return evaluate(
         captures,
         protocol,
@@ -239,8 +263,8 @@ def run_evaluation(
         matching.compare,
         out,
         threshold=decision,
-        scheduler=Scheduler(workers=workers, dask=dask, address=address),
-        cache_dir=template_cache(settings) if cache else None,
+        scheduler=scheduler,
+        cache_dir=cache_dir,
         decode=Template.from_bytes,
         progress=progress,
         n_resamples=resamples,
