@@ -75,6 +75,8 @@ SEALED_AT_INIT = "user state sealed"
 TERMINAL_FACTOR = 4
 #: rows fetched per query when loading references (keeps IN lists short)
 _BATCH = 500
+#: a claim needs its user's template ids, not the sealed blobs (~6 KB a capture)
+_UIDS_ONLY = selectinload(User.templates).load_only(TemplateRecord.uid, TemplateRecord.position)
 
 
 def _subkey(secret: bytes, label: bytes) -> bytes:
@@ -586,9 +588,7 @@ class TemplateStore:
         now_us = self._now_us()
         with write_session(self.engine) as session:
             self._require_revision(session, revision)
-            user = session.scalar(
-                select(User).where(User.pseudonym == subject).options(selectinload(User.templates))
-            )
+            user = session.scalar(select(User).where(User.pseudonym == subject).options(_UIDS_ONLY))
             if user is None:
                 self._count_terminal_failure(session, terminal, now_us)
                 self.append_audit(session, "verify", subject=subject, decision="unknown")
@@ -650,9 +650,7 @@ class TemplateStore:
                 if candidate.score < threshold:
                     break
                 user = session.scalar(
-                    select(User)
-                    .where(User.id == candidate.user_pk)
-                    .options(selectinload(User.templates))
+                    select(User).where(User.id == candidate.user_pk).options(_UIDS_ONLY)
                 )
                 if user is None or user.status != "active" or candidate.uid not in _uids(user):
                     raise StaleReferences("a candidate's references changed during the claim")
