@@ -93,6 +93,35 @@ def _ridb(data: Path, identities: int) -> dict[int, list[bytes]]:
     return captures
 
 
+def _provision(home: Path, data: Path, identities: int) -> None:
+    """Fill the kiosk's store with ``identities`` distractor identities (two captures each),
+    mirrored/turned/cropped variants of the DRIVE captures, before the kiosk starts: a kiosk
+    with a realistic gallery, not an empty one."""
+    from biometrics.pipeline import Pipeline
+    from biometrics.settings import load_settings
+    from enrollment.store import TemplateStore
+    from matching.prefilter import Prefilter
+    from matching.variants import distractor_pairs
+    from segmentation.imageio import read_image
+
+    pipeline = Pipeline()
+    bases = [
+        pipeline.extract(read_image(p)) for p in sorted((data / "DRIVE").glob("*/images/*.tif"))
+    ]
+    settings = load_settings(
+        db_url=f"sqlite:///{home / 'retauth.db'}", key_file=str(home / "retauth.key")
+    )
+    with TemplateStore.open(settings) as store, Progress(console=console, transient=True) as bar:
+        task = bar.add_task("enrolling distractors", total=identities)
+        for n, pair in enumerate(distractor_pairs(bases, identities, seed=2)):
+            store.enroll(
+                f"distractor{n}",
+                [t.to_bytes() for t in pair],
+                features=[Prefilter.of(t).to_bytes() for t in pair],
+            )
+            bar.advance(task)
+
+
 def _start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, RETAUTH_HOME=str(home), RETAUTH_OPERATOR_TOKEN=TOKEN)
     env.pop("RETAUTH_CONFIG", None)
@@ -134,8 +163,9 @@ def _start_server(args: argparse.Namespace, home: Path, port: int) -> subprocess
 def _client(url: str, jobs: list[tuple[bytes, str, bool]], tally: Tally, advance) -> None:  # noqa: ANN001
     for image, user_id, genuine in jobs:
         while True:
+            query = f"?user_id={user_id}" if user_id else ""  # none: 1:N identification
             status, body, elapsed = _post(
-                f"{url}/api/verify?user_id={user_id}",
+                f"{url}/api/verify{query}",
                 image,
                 {"Content-Type": "application/octet-stream"},
             )
@@ -165,6 +195,19 @@ def main() -> int:
     parser.add_argument("--max-queue", type=int, default=4)
     parser.add_argument("--identities", type=int, default=5)
     parser.add_argument(
+        "--distractors",
+        type=int,
+        default=0,
+        help="distractor identities (2 captures each) enrolled before the kiosk starts",
+    )
+    parser.add_argument(
+        "--identify-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="make every Nth request a 1:N identification (0: all 1:1)",
+    )
+    parser.add_argument(
         "--no-low-memory", action="store_true", help="keep ONNX Runtime's arena (faster, ~2x RSS)"
     )
     args = parser.parse_args()
@@ -175,6 +218,8 @@ def main() -> int:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="kiosk-load-") as home:
+        if args.distractors:
+            _provision(Path(home), args.data, args.distractors)
         server = _start_server(args, Path(home), port)
         try:
             idle_rss, _ = _peak_rss_mb(server.pid)
@@ -193,8 +238,10 @@ def main() -> int:
             for i in range(args.requests):
                 eye = eyes[i % len(eyes)]
                 genuine = i % 2 == 0
-                claim = eye if genuine else eyes[(i + 1) % len(eyes)]
-                jobs.append((captures[eye][1 + (i // len(eyes)) % 4], f"eye{claim}", genuine))
+                claim = f"eye{eye if genuine else eyes[(i + 1) % len(eyes)]}"
+                if args.identify_every and i % args.identify_every == 0:
+                    claim, genuine = "", True  # the probe's own eye is enrolled
+                jobs.append((captures[eye][1 + (i // len(eyes)) % 4], claim, genuine))
             tally = Tally()
             start = time.perf_counter()
             with Progress(console=console, transient=True) as progress:
@@ -217,7 +264,8 @@ def main() -> int:
     busy = np.array(tally.busy_s) * 1e3
     console.print(
         f"requests={args.requests} clients={args.clients} workers={args.workers} "
-        f"max_queue={args.max_queue} identities={args.identities}"
+        f"max_queue={args.max_queue} identities={args.identities} "
+        f"distractors={args.distractors} identify_every={args.identify_every}"
     )
     console.print(
         f"served={served.size} latency_ms p50={np.percentile(served, 50):.0f} "
