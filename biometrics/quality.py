@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from biometrics.errors import FailureToAcquire
+from segmentation.preprocessing import fov_mask
 
 #: Minimum share of the frame covered by the field of view.
 MIN_FOV_FRACTION = 0.2
@@ -59,7 +60,9 @@ class Quality:
 
 def assess(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray, junctions: int) -> Quality:
     """Measure a canonical-scale capture and list every reason to refuse it, with what to do."""
-    fov_fraction = float(fov.mean())
+    # A FOV covering the whole frame is the canonical-scale fallback for a frame without a
+    # usable FOV; how much of it is lit then tells a tiny, distant eye from a non-fundus image.
+    fov_fraction = float((fov_mask(rgb) if fov.all() else fov).mean())
     corners_dark = _corners_dark(fov)
     inside = max(int(fov.sum()), 1)
     vessel_fraction = float(vessels[fov].sum()) / inside
@@ -73,7 +76,8 @@ def assess(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray, junctions: int
     checks = [
         (
             fov_fraction < MIN_FOV_FRACTION,
-            "no retina visible: align the camera with the pupil and move closer "
+            "no retina visible: align the camera with the pupil, move closer and check the "
+            "illumination "
             f"(field of view covers {fov_fraction:.0%} of the frame)",
         ),
         (

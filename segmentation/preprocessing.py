@@ -71,11 +71,11 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     value = cv2.GaussianBlur(rgb.max(axis=2), (0, 0), 2)
     otsu, _ = cv2.threshold(value, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     low, high = value[value <= otsu], value[value > otsu]
-    if not low.size or not high.size:
-        return np.zeros(rgb.shape[:2], bool)
-    surround, retina = float(np.median(low)), float(np.median(high))
-    if retina - surround < FOV_MIN_CONTRAST:  # one flat tone: no lit disc to find
-        return np.zeros(rgb.shape[:2], bool)
+    surround = float(np.median(low)) if low.size else 0.0
+    retina = float(np.median(high)) if high.size else surround
+    if retina - surround < FOV_MIN_CONTRAST:
+        # One tone: lit all over (no camera surround at all) or dark all over (no retina).
+        return np.full(rgb.shape[:2], float(np.median(value)) > FOV_MIN_CONTRAST)
     mask = (value > surround + FOV_CUT * (retina - surround)).astype(np.uint8)
     k = max(3, int(round(min(rgb.shape[:2]) / 100)) | 1)
     mask = cv2.morphologyEx(
