@@ -255,6 +255,8 @@ def _rotation_hypotheses(
     hist = hist + 0.5 * (np.roll(hist, 1) + np.roll(hist, -1))
     peaks = np.flatnonzero((hist >= np.roll(hist, 1)) & (hist > np.roll(hist, -1)))
     peaks = peaks[np.argsort(hist[peaks])[::-1][:ROTATION_PEAKS]]
+    if not peaks.size:  # a perfectly flat histogram has no peak
+        return np.exp(1j * FALLBACK_ROTATIONS)
     near = np.abs((bins[None, :] - peaks[:, None] + n // 2) % n - n // 2) <= 1
     centre = np.angle((near * (votes * np.exp(1j * rotation))[None, :]).sum(axis=1))
     return np.exp(1j * (centre[:, None] + PEAK_OFFSETS[None, :])).ravel()
