@@ -2,7 +2,7 @@
 kiosk's resident memory after a round of hostile uploads (issue 14 item 1).
 
 1. CLI: a genuine 1:1 verification of a RIDB capture is the baseline; every input of
-   ``tests/security/hostile.py`` then runs through ``retauth verify`` in its own process.
+   :mod:`biometrics.hostile_inputs` then runs through ``retauth verify`` in its own process.
    Prints exit code, peak RSS (``wait4``) and its ratio to the baseline (acceptance: <= 1.5).
 2. Kiosk: starts ``retauth kiosk`` as ``benchmarks/kiosk_load.py`` does, enrols one eye,
    settles with genuine verifications, then uploads every hostile input ``--rounds`` times
@@ -24,11 +24,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout, and the sibling benchmark
 
 from kiosk_load import TOKEN, _free_port, _peak_rss_mb, _post, _start_server  # noqa: E402
 
-from tests.security.hostile import hostile_images, run_measured  # noqa: E402
+from biometrics.hostile_inputs import hostile_images, run_measured  # noqa: E402
 
 
 def cli_peaks(capture: Path, probe: Path) -> int:

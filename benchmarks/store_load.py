@@ -8,7 +8,8 @@ lost or duplicated, no corrupted template, the audit chain intact and complete. 
     python benchmarks/store_load.py --db postgresql+psycopg://user@host/db
     python benchmarks/store_load.py --postgres           # throwaway local server (Debian pkg)
 
-The test suite imports :func:`run_load` with a short duration and asserts the same checks.
+``tests/enrollment/test_store_load.py`` checks the same properties with a short scenario of
+its own (tests and benchmarks do not import each other).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The TOML file is ``$RETAUTH_CONFIG`` or ``<user config dir>/retauth/config.toml`` and holds the
 same keys as :class:`Settings` (e.g. ``db_url = "postgresql+psycopg://..."``). Keeping one
 resolver means the CLI, the kiosk and the benchmarks all agree on where the store lives; it
-is meant to be the only reader of ``RETAUTH_*`` variables (``RETAUTH_HOME`` and
-``RETAUTH_CONFIG``, which say where the rest lives, are read here too).
+is the only reader of ``RETAUTH_*`` variables (``RETAUTH_HOME`` and ``RETAUTH_CONFIG``, which
+say where the rest lives, are read here too), including the secrets (the key, the passphrases,
+the kiosk operator's token): those are kept out of ``repr`` and are refused in the TOML file.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class Settings:
     cache_dir: str = ""
     #: The kiosk operator's token (``RETAUTH_OPERATOR_TOKEN``); kept out of ``repr``.
     operator_token: str = field(default="", repr=False)
+    #: ``RETAUTH_KEY``: base64 data-encryption key(s), newest first (see enrollment.keys).
+    key: str = field(default="", repr=False)
+    #: ``RETAUTH_PASSPHRASE``: the store's passphrase, stretched with scrypt.
+    passphrase: str = field(default="", repr=False)
+    #: ``RETAUTH_PASSPHRASE_OLD``: the previous passphrase, kept usable while rotating.
+    passphrase_old: str = field(default="", repr=False)
     #: Dask scheduler address (``tcp://host:8786``) for sharded 1:N and ``retauth dedup``.
     dask_scheduler: str = ""
     #: Parsed reference templates a service keeps (each with its ~2.5 MB matcher raster).
@@ -64,6 +71,17 @@ class Settings:
 
     def resolved_key_file(self) -> Path:
         return Path(self.key_file) if self.key_file else data_dir() / "retauth.key"
+
+    def key_secrets(self) -> dict[str, str]:
+        """The key material given in the environment, by variable name, for ``key_source``.
+
+        Secret: never log or print it (the fields are already kept out of ``repr``).
+        """
+        return {
+            "RETAUTH_KEY": self.key,
+            "RETAUTH_PASSPHRASE": self.passphrase,
+            "RETAUTH_PASSPHRASE_OLD": self.passphrase_old,
+        }
 
     def resolved_cache_dir(self) -> Path:
         """Per-user cache: shared by every ``retauth evaluate --out`` folder and protocol."""
@@ -77,6 +95,11 @@ class ConfigError(ConfigurationError):
 def _config_path() -> Path:
     env = os.environ.get("RETAUTH_CONFIG")
     return Path(env) if env else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+#: Secrets come from the environment (e.g. a systemd credential) or a private file, never from
+#: the config file: that is usually readable by everyone, and nothing checks its mode.
+_SECRETS = frozenset({"operator_token", "key", "passphrase", "passphrase_old"})
 
 
 _NUMBERS = {
@@ -125,9 +148,17 @@ def load_settings(*, defaults: dict[str, Any] | None = None, **overrides: Any) -
     path = _config_path()
     if path.is_file():
         try:
-            values.update(tomllib.loads(path.read_text()))
+            document = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        secrets = sorted(_SECRETS & set(document))
+        if secrets:
+            variables = ", ".join(f"RETAUTH_{name.upper()}" for name in secrets)
+            raise ConfigError(
+                f"{path}: {', '.join(secrets)} must not be in the config file (it is not kept "
+                f"private); set {variables} in the environment instead"
+            )
+        values.update(document)
     names = {f.name for f in fields(Settings)}
     unknown = set(values) - names
     if unknown:

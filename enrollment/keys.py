@@ -14,6 +14,10 @@ Three sources, first match wins:
 
 Every key has an id, an HMAC of a fixed label under the key, so records can say which key
 sealed them without revealing anything about it.
+
+The values of ``RETAUTH_KEY`` and ``RETAUTH_PASSPHRASE[_OLD]`` reach :func:`key_source` through
+:class:`biometrics.settings.Settings` (``key``, ``passphrase``, ``passphrase_old``, kept out of
+``repr``); this module does not read the environment itself.
 """
 
 from __future__ import annotations
@@ -338,9 +342,14 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def key_source(key_file: Path, environ: Mapping[str, str] | None = None) -> KeySource:
-    """Pick the key source by precedence: ``RETAUTH_KEY`` > ``RETAUTH_PASSPHRASE`` > file."""
-    env = os.environ if environ is None else environ
+def key_source(key_file: Path, secrets: Mapping[str, str] | None = None) -> KeySource:
+    """Pick the key source by precedence: ``RETAUTH_KEY`` > ``RETAUTH_PASSPHRASE`` > file.
+
+    ``secrets`` holds those values by variable name, as :meth:`Settings.key_secrets
+    <biometrics.settings.Settings.key_secrets>` resolves them (the settings resolver is the
+    only reader of the environment); without it, the key file is the source.
+    """
+    env = secrets or {}
     if env.get("RETAUTH_KEY"):
         return EnvKeySource(env["RETAUTH_KEY"])
     if env.get("RETAUTH_PASSPHRASE"):

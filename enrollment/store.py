@@ -139,7 +139,10 @@ class TemplateStore:
             if not create and current_revision(engine) is None:
                 raise StoreError("the database holds no template store (nothing enrolled yet)")
             ensure_schema(engine)
-            source = key_source(settings.resolved_key_file(), environ)
+            # The key and passphrases come from the settings resolver (the only reader of the
+            # environment); ``environ`` replaces them, by variable name, where a caller must.
+            secrets = settings.key_secrets() if environ is None else environ
+            source = key_source(settings.resolved_key_file(), secrets)
             keyring, secret, kdf = _unlock(engine, source, clock, create=create)
         except BaseException:
             engine.dispose()

@@ -94,14 +94,6 @@ def kiosk(
             note(f"DEBUG: saving every probe to {debug_save_images}")
         if not _is_loopback(host):
             note(f"serving on {host}: the operator token travels unencrypted")
-        token = load_operator_token(operator_token_file)
-        capture = (
-            CameraSource(camera)
-            if camera is not None
-            else FolderSource(watch_folder, max_pixels=max_pixels)
-            if watch_folder is not None
-            else None
-        )
         # Low-memory mode is the kiosk's default, but below the environment and the config
         # file: RETAUTH_LOW_MEMORY=0 must win over a default nobody typed.
         settings = store_settings(
@@ -111,6 +103,14 @@ def kiosk(
             weights=weights,
             low_memory=low_memory,
             defaults={"low_memory": True},
+        )
+        token = load_operator_token(operator_token_file, settings)
+        capture = (
+            CameraSource(camera)
+            if camera is not None
+            else FolderSource(watch_folder, max_pixels=max_pixels)
+            if watch_folder is not None
+            else None
         )
         with announce_new_key(settings):
             service = load_backend(settings)

@@ -18,7 +18,10 @@ Images are decoded and processed in memory on a bounded worker pool; the vessel 
 back inline as a base64 PNG. Nothing is written to disk unless ``debug_save_dir`` is set.
 Every error is a JSON ``{"error": "<one line>"}`` with a meaningful status: 400 bad input,
 401/403 operator mode, 403 foreign origin, 408 body too slow, 413 too large, 415 wrong content
-type, 422 failure to acquire, 429 too many requests from one client, 503 busy, 500 internal.
+type, 422 failure to acquire, 429 too many requests from one client, 503 busy or store
+unavailable, 500 corrupt stored data or internal. Exceptions from the backend are classified by
+:func:`biometrics.errors.translate`; 5xx answers name only the category (details go to the log,
+tracebacks only to the log).
 
 State-changing requests (the two POSTs) must be same-origin (``Origin`` and
 ``Sec-Fetch-Site``, when the client sends them, as every browser does) and carry the content
@@ -55,7 +58,13 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from biometrics.errors import FailureToAcquire, InputError
+from biometrics.errors import (
+    FailureToAcquire,
+    InputError,
+    StoredDataError,
+    StoreError,
+    translate,
+)
 from biometrics.kiosk.admission import (
     BodyBudget,
     BoundedExecutor,
@@ -68,7 +77,7 @@ from biometrics.kiosk.capture import CaptureSource
 from biometrics.kiosk.metrics import Metrics
 from biometrics.kiosk.operator import OperatorGate
 from biometrics.overlay import encode_image
-from segmentation.imageio import InvalidImage, decode_image
+from segmentation.imageio import decode_image
 
 log = logging.getLogger("retauth.kiosk")
 #: Work for a worker thread: returns the JSON body, with its metrics outcome under "_outcome".
@@ -231,16 +240,16 @@ def create_app(service: KioskBackend, settings: KioskSettings) -> Starlette:
             metrics.observe(endpoint, "disconnected", time.perf_counter() - start)
             log.info("%s: client disconnected before sending its request", endpoint)
             return _error(400, "client disconnected")
-        except (ApiError, FailureToAcquire, InputError, InvalidImage) as exc:
-            _release_frames(exc)
-            status, outcome = _classify(exc)
-            metrics.observe(endpoint, outcome, time.perf_counter() - start)
-            return _error(status, str(exc))
         except Exception as exc:  # noqa: BLE001 - a request must never take the kiosk down
-            log.exception("%s failed", endpoint)
+            failure = _classify(exc)
+            if failure.status >= 500:
+                if failure.traceback:
+                    log.exception("%s failed: %s", endpoint, failure.detail)
+                else:
+                    log.error("%s failed: %s", endpoint, failure.detail)
             _release_frames(exc)
-            metrics.observe(endpoint, "error", time.perf_counter() - start)
-            return _error(500, "internal error; the operator has been notified in the log")
+            metrics.observe(endpoint, failure.outcome, time.perf_counter() - start)
+            return _error(failure.status, failure.message, headers=failure.headers)
         metrics.observe(endpoint, body.pop("_outcome"), time.perf_counter() - start)
         return JSONResponse(body)
 
@@ -388,13 +397,50 @@ def _release_frames(exc: BaseException) -> None:
     traceback.clear_frames(exc.__traceback__)
 
 
-def _classify(exc: Exception) -> tuple[int, str]:
-    """HTTP status and metrics outcome of an expected failure."""
+@dataclass(frozen=True)
+class _Failure:
+    """How a failed request is answered: status, one-line message, metrics outcome, and
+    what the log gets (``detail``; ``traceback`` only for internal errors, i.e. bugs)."""
+
+    status: int
+    message: str
+    outcome: str
+    detail: str = ""
+    traceback: bool = False
+    headers: dict[str, str] | None = None
+
+
+#: Answers of the 5xx categories. The page is public: it gets the category, never the
+#: driver's message, a path or a traceback; the log gets the translated one-line message.
+_INTERNAL = "internal error; the operator has been notified in the log"
+_STORE_UNAVAILABLE = "the template store is unavailable; try again later"
+_STORED_DATA = "stored data is corrupt or of an unsupported version; the operator has been notified"
+
+
+def _classify(exc: Exception) -> _Failure:
+    """Answer to any exception a request raised, through the error contract.
+
+    :class:`ApiError` carries its own status. Anything else goes through
+    :func:`biometrics.errors.translate` (so Pillow, OpenCV, ONNX Runtime or SQLAlchemy errors
+    from the backend get their category) and maps category → status: invalid input and
+    configuration 400, failure to acquire 422, store unavailable 503 (with ``Retry-After``),
+    unsupported or corrupt stored data 500, internal 500.
+    """
     if isinstance(exc, ApiError):
-        return exc.status, exc.outcome
-    if isinstance(exc, FailureToAcquire):
-        return 422, "fta"
-    return 400, "bad_request"  # InputError (e.g. malformed id), InvalidImage
+        return _Failure(exc.status, str(exc), exc.outcome)
+    error = translate(exc)
+    detail = " ".join(str(error).split())
+    if isinstance(error, FailureToAcquire):
+        return _Failure(422, str(error), "fta")
+    if isinstance(error, InputError):  # includes ConfigurationError, MissingExtra
+        return _Failure(400, str(error), "bad_request")
+    if isinstance(error, StoredDataError):
+        return _Failure(500, _STORED_DATA, "stored_data", detail)
+    if isinstance(error, StoreError):
+        return _Failure(
+            503, _STORE_UNAVAILABLE, "store_unavailable", detail, headers={"Retry-After": "5"}
+        )
+    return _Failure(500, _INTERNAL, "error", detail, traceback=True)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

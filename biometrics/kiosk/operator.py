@@ -1,15 +1,15 @@
-"""Operator authentication for enrolment: a shared token read from a private file or the env.
+"""Operator authentication for enrolment: a shared token from a private file or the settings.
 
 Enrolment binds a face-to-face identity check (done by a human operator) to a template, so
 only the operator may trigger it. The token lives in a file that only the kiosk user can read
-(mode 0600, checked at start-up) or in ``RETAUTH_OPERATOR_TOKEN`` (e.g. a systemd credential);
-requests present it in the ``X-Operator-Token`` header and it is compared in constant time.
+(mode 0600, checked at start-up) or in ``RETAUTH_OPERATOR_TOKEN`` (e.g. a systemd credential,
+read by the settings resolver into ``Settings.operator_token``); requests present it in the
+``X-Operator-Token`` header and it is compared in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 import stat
 import threading
 import time
@@ -17,8 +17,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from biometrics.errors import InputError
+from biometrics.settings import Settings, load_settings
 
-ENV_VAR = "RETAUTH_OPERATOR_TOKEN"
 #: Shortest token accepted: a 4-digit PIN is guessable over a loopback API in seconds.
 MIN_LENGTH = 8
 
@@ -42,14 +42,18 @@ class OperatorToken:
         return "OperatorToken(<hidden>)"
 
 
-def load_operator_token(path: str | Path | None = None) -> OperatorToken | None:
+def load_operator_token(
+    path: str | Path | None = None, settings: Settings | None = None
+) -> OperatorToken | None:
     """Read the token from ``path`` (must be private to its owner) or ``RETAUTH_OPERATOR_TOKEN``.
 
-    Returns ``None`` when neither is given: the kiosk then runs verify-only and refuses
-    enrolment, rather than falling back to an unprotected operator mode.
+    The variable is read by the settings resolver (``settings.operator_token``, resolved now
+    when ``settings`` is not given), never from the environment here. Returns ``None`` when
+    neither is given: the kiosk then runs verify-only and refuses enrolment, rather than
+    falling back to an unprotected operator mode.
     """
     if path is None:
-        value = os.environ.get(ENV_VAR)
+        value = (settings or load_settings()).operator_token
         return OperatorToken(value) if value else None
     path = Path(path)
     try:

@@ -44,3 +44,35 @@ def test_malformed_values_are_refused_with_their_name(monkeypatch, name, value, 
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         load_settings()
+
+
+SECRETS = {
+    "RETAUTH_KEY": "a2V5LW1hdGVyaWFs",
+    "RETAUTH_PASSPHRASE": "correct horse",
+    "RETAUTH_PASSPHRASE_OLD": "old horse",
+    "RETAUTH_OPERATOR_TOKEN": "operator-secret",
+}
+
+
+def test_secrets_resolve_from_the_environment_and_stay_out_of_repr(monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert (settings.key, settings.passphrase, settings.passphrase_old) == (
+        "a2V5LW1hdGVyaWFs",
+        "correct horse",
+        "old horse",
+    )
+    assert settings.operator_token == "operator-secret"
+    assert settings.key_secrets() == {k: v for k, v in SECRETS.items() if "OPERATOR" not in k}
+    assert not any(value in repr(settings) for value in SECRETS.values())
+
+
+@pytest.mark.parametrize("name", ["key", "passphrase", "passphrase_old", "operator_token"])
+def test_secrets_are_refused_in_the_config_file(tmp_path, monkeypatch, name):
+    config = tmp_path / "config.toml"
+    config.write_text(f'{name} = "do-not-echo-me"\n')
+    monkeypatch.setenv("RETAUTH_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=f"RETAUTH_{name.upper()}") as info:
+        load_settings()
+    assert "do-not-echo-me" not in str(info.value)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from biometrics.settings import Settings, load_settings
+from enrollment import TemplateStore
 from enrollment.errors import KeyConfigError
 from enrollment.keys import (
     EnvKeySource,
@@ -107,3 +109,20 @@ def test_source_precedence(tmp_path: Path) -> None:
     )
     assert isinstance(key_source(path, {"RETAUTH_PASSPHRASE": "p"}), PassphraseKeySource)
     assert isinstance(key_source(path, {}), FileKeySource)
+
+
+def test_key_comes_from_the_settings_resolver(sqlite_url: str, tmp_path: Path, monkeypatch) -> None:
+    """RETAUTH_KEY reaches the store through Settings.key, not through os.environ there."""
+    monkeypatch.setenv("RETAUTH_KEY", B64)
+    settings = load_settings(db_url=sqlite_url)
+    assert settings.key == B64 and B64 not in repr(settings)
+    monkeypatch.delenv("RETAUTH_KEY")  # the store sees only what the settings resolved
+    with TemplateStore.open(settings) as store:
+        assert store.source.name == "RETAUTH_KEY"
+        assert store.keyring.primary.material == RAW
+    assert not (tmp_path / "home").exists()  # no key file was created beside it
+    phrases = Settings(passphrase="new phrase", passphrase_old="old phrase").key_secrets()
+    source = key_source(tmp_path / "k", phrases)
+    assert isinstance(source, PassphraseKeySource)
+    assert source._passphrases == ["new phrase", "old phrase"]
+    assert isinstance(key_source(tmp_path / "k", Settings().key_secrets()), FileKeySource)

@@ -15,6 +15,7 @@ from biometrics.kiosk.admission import BoundedExecutor, Overloaded
 from biometrics.kiosk.capture import CameraSource, FolderSource
 from biometrics.kiosk.metrics import Metrics
 from biometrics.kiosk.operator import OperatorGate, OperatorToken, load_operator_token
+from biometrics.settings import Settings
 from tests.kiosk.conftest import encode, synthetic_fundus
 
 
@@ -88,6 +89,13 @@ def test_token_from_environment_and_minimum_length(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("RETAUTH_OPERATOR_TOKEN", "1234")
     with pytest.raises(InputError, match="at least"):
         load_operator_token()
+
+
+def test_token_comes_from_the_resolved_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETAUTH_OPERATOR_TOKEN", raising=False)
+    token = load_operator_token(None, Settings(operator_token="from-settings"))
+    assert token is not None and token.matches("from-settings")
+    assert load_operator_token(None, Settings()) is None
 
 
 def test_gate_locks_after_repeated_failures_then_recovers() -> None:

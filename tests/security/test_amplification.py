@@ -1,6 +1,6 @@
 """Input amplification (issue 14 item 1): no input makes ``retauth verify`` balloon.
 
-Every hostile photograph of :mod:`tests.security.hostile` is run through ``retauth verify``
+Every hostile photograph of :mod:`biometrics.hostile_inputs` is run through ``retauth verify``
 in its own process; its peak resident memory (``ru_maxrss`` from ``wait4``, so one child
 at a time) must stay within 1.5x of a verification of a capture framed like RIDB, and the
 command must end with exit 2 and one line. Before the fix, ``tall_64x5000`` peaked at 5.5 GB
@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
+from biometrics.hostile_inputs import PACKAGE_ROOT, capture_jpeg, hostile_images, run_measured
 from segmentation.imageio import InvalidImage
 from segmentation.preprocessing import CANONICAL_FOV_DIAMETER, MAX_CANONICAL_AREA, to_canonical
-from tests.security.hostile import ROOT, capture_jpeg, hostile_images, run_measured
 
 #: Acceptance bound of the issue: peak RSS on any input <= 1.5x that of a real capture.
 MAX_RATIO = 1.5
@@ -30,7 +30,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RETAUTH_")}
     return {
         **clean,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(PACKAGE_ROOT),
         "RETAUTH_HOME": str(home),
         "RETAUTH_CONFIG": str(home / "absent.toml"),
     }

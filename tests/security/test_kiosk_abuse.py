@@ -30,11 +30,11 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from biometrics.errors import FailureToAcquire
+from biometrics.hostile_inputs import hostile_images
 from biometrics.kiosk.app import KioskSettings, create_app
 from biometrics.kiosk.capture import FolderSource
 from biometrics.kiosk.operator import OperatorGate, OperatorToken
 from tests.kiosk.conftest import FakeBackend, encode, synthetic_fundus
-from tests.security.hostile import hostile_images
 
 TOKEN = "correct-horse-battery"
 PHOTO = encode(synthetic_fundus(1, 7))

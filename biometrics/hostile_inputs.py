@@ -1,8 +1,11 @@
-"""Hostile photographs for the amplification suite, generated (no data set needed).
+"""Hostile photographs, generated (no data set needed): test and benchmark data only.
 
-Each is small on disk and aims at one intermediate of the pipeline: the decoded frame, the
-canonical (FOV-scaled) image, or the thumbnail the FOV is measured on. Used by
-``tests/security/test_amplification.py`` and ``benchmarks/hostile_inputs.py``.
+Nothing at run time imports this. Each input is small on disk and aims at one intermediate of
+the pipeline: the decoded frame, the canonical (FOV-scaled) image, or the thumbnail the FOV is
+measured on; every one must be refused with exit 2 (HTTP 400/422) within bounded memory. It
+lives in the package, like :mod:`biometrics.synthetic`, so that the tests
+(``tests/security/test_amplification.py``, ``test_kiosk_abuse.py``) and the benchmark
+(``benchmarks/hostile_inputs.py``) share it without importing each other.
 """
 
 from __future__ import annotations
@@ -19,24 +22,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.synthetic import fundus
+from biometrics.synthetic import fundus
 
-#: ``retauth`` of this checkout (not whichever copy is installed).
-ROOT = Path(__file__).resolve().parents[2]
+#: The folder holding this copy of the ``biometrics`` package (a checkout's root): ``python -m
+#: biometrics.cli`` run from there is this copy's ``retauth``, not whichever one is installed.
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 RETAUTH = [sys.executable, "-m", "biometrics.cli"]
 #: Frame of a RIDB capture (Topcon, 1504 x 1000): the scale of the baseline measurement.
 CAPTURE_SHAPE = (1000, 1504)
 
 
 def run_measured(args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
-    """Run ``retauth *args``; return exit code, stderr and the child's own peak RSS in MB.
+    """Run ``retauth *args`` (this copy, from :data:`PACKAGE_ROOT`); return exit code, stderr
+    and the child's own peak RSS in MB.
 
     ``wait4`` reports the rusage of that one child, unlike ``RUSAGE_CHILDREN`` (the maximum
     over every child waited for so far).
     """
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            [*RETAUTH, *args], env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT
+            [*RETAUTH, *args], env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=PACKAGE_ROOT
         )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
