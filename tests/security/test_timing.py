@@ -22,7 +22,7 @@ from matching import DEFAULT_THRESHOLD
 
 pytestmark = [pytest.mark.usefixtures("isolated_env"), pytest.mark.slow]
 
-ROUNDS = 40
+ROUNDS = 60
 
 
 def _claim(engine: Engine, probe, user: str) -> float:
@@ -35,9 +35,11 @@ def _claim(engine: Engine, probe, user: str) -> float:
 def test_known_unknown_revoked_locked_cost_the_same(sqlite_store: TemplateStore) -> None:
     t = templates()
     engine = Engine(sqlite_store, threshold=DEFAULT_THRESHOLD)
-    for i in range(4):
-        engine.enroll(f"user{i}", [t[f"eye{i}"], t[f"eye{i}-moved"]])
-    engine.enroll("gone", [t["eye0"], t["eye0-moved"]])
+    # Every id holds the same two captures, so the references compared cost the same and
+    # only what the engine does differently per kind of id can show.
+    refs = [t["eye1"], t["eye1-moved"]]
+    for user in ("user1", "gone", "user3"):
+        engine.enroll(user, refs)
     sqlite_store.revoke("gone")
     engine.store.policy = LockoutPolicy(max_failures=1, window_s=3600, lockout_s=3600)
     engine.verify(t["eye0-moved"], "user3")  # one failure locks user3
