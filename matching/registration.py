@@ -32,7 +32,9 @@ SCALE_RANGE = (0.88, 1.14)
 JUNCTION_TOL = 5.0
 #: Rotation histogram: bin width, and how many of its peaks become rotation hypotheses.
 ROTATION_BIN = np.deg2rad(4.0)
-ROTATION_PEAKS = 3
+ROTATION_PEAKS = 4
+#: Smoothing of the rotation histogram over ±2 bins (the spread of one rotation's votes).
+ROTATION_KERNEL = (1.0, 2.0, 3.0, 2.0, 1.0)
 #: Rotations tried around each histogram peak (the peak is accurate to a few degrees).
 PEAK_OFFSETS = np.deg2rad([-6.0, -3.0, 0.0, 3.0, 6.0])
 #: A pair's branch directions must agree this well (mean resultant length) to vote a rotation.
@@ -252,12 +254,14 @@ def _rotation_hypotheses(
     n = int(round(2 * np.pi / ROTATION_BIN))
     bins = np.floor(rotation % (2 * np.pi) / ROTATION_BIN).astype(np.int64) % n
     hist = np.bincount(bins, votes, n)
-    hist = hist + 0.5 * (np.roll(hist, 1) + np.roll(hist, -1))
+    # Branch directions are measured over a few pixels: a true rotation's votes spread over
+    # about ±8°, so the histogram is smoothed over that width (a chance spike in one bin is not).
+    hist = sum(k * np.roll(hist, s) for s, k in zip(range(-2, 3), ROTATION_KERNEL, strict=True))
     peaks = np.flatnonzero((hist >= np.roll(hist, 1)) & (hist > np.roll(hist, -1)))
     peaks = peaks[np.argsort(hist[peaks])[::-1][:ROTATION_PEAKS]]
     if not peaks.size:  # a perfectly flat histogram has no peak
         return np.exp(1j * FALLBACK_ROTATIONS)
-    near = np.abs((bins[None, :] - peaks[:, None] + n // 2) % n - n // 2) <= 1
+    near = np.abs((bins[None, :] - peaks[:, None] + n // 2) % n - n // 2) <= 2
     centre = np.angle((near * (votes * np.exp(1j * rotation))[None, :]).sum(axis=1))
     return np.exp(1j * (centre[:, None] + PEAK_OFFSETS[None, :])).ravel()
 
