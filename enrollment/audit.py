@@ -78,10 +78,15 @@ def append(
         raise ValueError(f"unknown audit event {event!r}")
     if score is not None and not math.isfinite(score):
         raise ValueError("audit score must be a finite number")
-    last = session.execute(
-        select(AuditEvent.seq, AuditEvent.mac).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    seq, previous = (last.seq + 1, last.mac) if last else (1, _GENESIS)
+    pending = [row for row in session.new if isinstance(row, AuditEvent)]
+    if pending:  # an earlier event of this transaction, not flushed yet
+        newest = max(pending, key=lambda row: row.seq)
+        seq, previous = newest.seq + 1, newest.mac
+    else:
+        last = session.execute(
+            select(AuditEvent.seq, AuditEvent.mac).order_by(AuditEvent.seq.desc()).limit(1)
+        ).first()
+        seq, previous = (last.seq + 1, last.mac) if last else (1, _GENESIS)
     row = AuditEvent(
         seq=seq,
         at_us=now_us,

@@ -182,7 +182,10 @@ class TemplateStore:
         return name, pseudonym(self._pseudonym_key, name)
 
     def append_audit(self, session: Session, event: str, **fields: Any) -> AuditEvent:
-        return audit.append(session, self._audit_key, event, now_us=self._now_us(), **fields)
+        """Append an event; pending row changes are not flushed first (the chain does not
+        depend on them), so a claim writes its user row once, whatever the outcome."""
+        with session.no_autoflush:
+            return audit.append(session, self._audit_key, event, now_us=self._now_us(), **fields)
 
     @staticmethod
     def _find(session: Session, name: str, subject: str) -> User:
