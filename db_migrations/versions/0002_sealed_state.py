@@ -7,8 +7,8 @@ Create Date: 2026-12-01
 ``users`` gains an enrolment counter, the sequence number of the audit event that last changed
 the row and an HMAC over the row's state (so lockout counters, status and the set of template
 rows cannot be edited or restored from an older copy undetected); ``templates`` gains the
-sealed pre-filter vectors of each capture; ``audit_events.subject`` is indexed so that a claim
-can check in one lookup that no newer event for its user exists. Rows written by 0001 have no
+sealed pre-filter vectors of each capture; ``audit_events`` is indexed by (subject, seq) so that
+a claim can check with one index seek that no newer event for its user exists. Rows written by 0001 have no
 MAC yet: the store seals them once, the first time it opens with its key.
 """
 
@@ -30,7 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("state_mac", sa.String(64), nullable=True))
     with op.batch_alter_table("templates") as batch:
         batch.add_column(sa.Column("features", sa.LargeBinary, nullable=True))
-    op.create_index("ix_audit_events_subject", "audit_events", ["subject"])
+    op.create_index("ix_audit_events_subject", "audit_events", ["subject", "seq"])
 
 
 def downgrade() -> None:
