@@ -66,6 +66,19 @@ class TestModelCard:
         combined = read_card(WEIGHTS / "m2unet_combined.onnx")
         assert (combined.threshold, combined.diameter) == (0.57, 540)
 
+    def test_every_shipped_card_matches_its_file(self):
+        import hashlib
+
+        from segmentation.models import ARCHS
+
+        onnx_files = sorted(WEIGHTS.glob("*.onnx"))
+        assert {p.name for p in onnx_files} >= {"m2unet_combined.onnx", "u2net_xs.onnx"}
+        for onnx in onnx_files:
+            card = read_card(onnx)
+            assert card.sha256 == hashlib.sha256(onnx.read_bytes()).hexdigest(), onnx.name
+            assert card.architecture in ARCHS and card.max_abs_logit_diff < 1e-4
+        assert sum(p.stat().st_size for p in WEIGHTS.iterdir()) <= 30 * 2**20  # issue 17
+
     def test_model_without_card_gets_the_defaults(self, tmp_path):
         card = read_card(tmp_path / "bare.onnx")
         assert (card.threshold, card.diameter) == (0.5, 540)
