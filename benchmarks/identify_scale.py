@@ -240,7 +240,7 @@ def dask_runs(env: dict[str, str], data: Path, workers: int, million: bool) -> l
         g = engine.gallery
         live = np.flatnonzero(g.keys[: g.rows] >= 0)
         keys, owners = g.keys[live], g.owners[live]
-        blobs = store.open_references(keys.tolist())
+        blobs, _ = store.open_references(keys.tolist())
         names = store.user_names(set(owners.tolist()))
     scales = [1] + ([10] if million else [])
     for scale in scales:

@@ -175,8 +175,12 @@ class Engine:
                     out[key] = self._templates[key]
             missing = [k for k in keys if k not in out]
             if missing:
-                for key, blob in self.store.open_references(missing).items():
+                opened, problems = self.store.open_references(missing)
+                for key, blob in opened.items():
                     out[key] = self._templates[key] = Template.from_bytes(blob)
+                for key, problem in problems.items():  # out of 1:N for good; its 1:1 fails
+                    self.problems[key] = f"has a corrupt template record ({problem})"
+                    self.gallery.remove([key])
                 while len(self._templates) > self._cache_size:
                     self._templates.popitem(last=False)
             return out
@@ -223,6 +227,9 @@ class Engine:
                 uids = [self._rows[k].uid for k in keys]
                 revision = self.revision
             refs = self.references(scored)
+            broken = [self.problems[k] for k in keys if k in self.problems]
+            if broken:  # found only now, on opening: still nothing recorded
+                raise InvalidRecord(f"a reference of user {identity[0]} {broken[0]}")
             scores = score_all(probe, [refs[k] for k in scored if k in refs]) or [
                 compare(probe, probe)
             ]

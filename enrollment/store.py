@@ -10,7 +10,7 @@ Typical use::
     store = TemplateStore.open(load_settings())
     store.enroll("alice", [template_bytes, ...])
     revision, refs = store.references()              # pre-filter records, for a cache
-    blobs = store.open_references([r.row_id for r in refs[:2]])
+    blobs, problems = store.open_references([r.row_id for r in refs[:2]])
     store.settle_verify("alice", score=0.83, accepted=True, uids=..., revision=revision)
 
 Claims (:meth:`TemplateStore.settle_verify`, :meth:`TemplateStore.settle_identify`) are settled
@@ -426,20 +426,24 @@ class TemplateStore:
         """(normalised id, pseudonym) of a user id: the one HMAC a claim needs."""
         return self._pseudonym(user_id)
 
-    def open_references(self, row_ids: Sequence[int]) -> dict[int, bytes]:
-        """Decrypted templates of the given capture rows (the 1:1 claim or a 1:N shortlist)."""
+    def open_references(self, row_ids: Sequence[int]) -> tuple[dict[int, bytes], dict[int, str]]:
+        """Decrypted templates of capture rows (a 1:1 claim or a 1:N shortlist), and why each
+        row that would not open failed: one corrupt record must not fail everyone's 1:N."""
+        opened: dict[int, bytes] = {}
+        problems: dict[int, str] = {}
         with read_session(self.engine) as session:
             rows = session.execute(
                 select(TemplateRecord.id, TemplateRecord.uid, TemplateRecord.record, User)
                 .join(User)
                 .where(TemplateRecord.id.in_(list(row_ids)))
             ).all()
-            return {
-                row_id: self.unseal(
-                    record, context("template", user.pseudonym, user.reference, uid)
-                )
-                for row_id, uid, record, user in rows
-            }
+            for row_id, uid, record, user in rows:
+                ctx = context("template", user.pseudonym, user.reference, uid)
+                try:
+                    opened[row_id] = self.unseal(record, ctx)
+                except InvalidRecord as exc:
+                    problems[row_id] = str(exc)
+        return opened, problems
 
     def users(self) -> list[dict[str, Any]]:
         """Enrolled users without biometric data: id, created, n_templates, status, locked."""

@@ -41,7 +41,9 @@ def dedup(
         with open_store(db, key_file, create=False) as store:
             engine = Engine(store, threshold=limit, cache_size=1)
             keys = [int(k) for k in engine.gallery.keys[: engine.gallery.rows] if k >= 0]
-            blobs = store.open_references(keys)
+            blobs, corrupt = store.open_references(keys)
+            engine.gallery.remove(list(corrupt))  # reported below, not compared
+            keys = [k for k in keys if k in blobs]
             with Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -65,7 +67,13 @@ def dedup(
             {"users": [names[d.owner_a], names[d.owner_b]], "score": round(d.score, 4)}
             for d in found
         ]
-        result = {"ok": True, "captures": len(keys), "threshold": limit, "duplicates": pairs}
+        result = {
+            "ok": True,
+            "captures": len(keys),
+            "threshold": limit,
+            "duplicates": pairs,
+            "corrupt_rows": sorted(corrupt),
+        }
         if pairs:
             human = Text("\n").join(
                 line(

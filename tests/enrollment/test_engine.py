@@ -141,3 +141,38 @@ def test_cached_features_are_sealed(engine: Engine, db_url: str) -> None:
         with pytest.raises(InvalidRecord):
             fresh.verify(t["eye0-moved"], "user0")
         assert fresh.identify(t["eye2-moved"]).user_id == "user2"  # others still identified
+
+
+def test_one_corrupt_template_record_fails_only_its_user(engine: Engine, db_url: str) -> None:
+    """A damaged record is refused for its own user (exit 3) and skipped by everyone's 1:N."""
+    t = templates()
+    with engine.store.engine.begin() as conn:
+        row = conn.execute(TemplateRecord.__table__.select().order_by(TemplateRecord.id)).first()
+        flipped = bytearray(row.record)
+        flipped[-5] ^= 1
+        conn.execute(
+            update(TemplateRecord).where(TemplateRecord.id == row.id).values(record=flipped)
+        )
+    with _other(db_url) as other:
+        fresh = Engine(other, threshold=DEFAULT_THRESHOLD)
+        for probe in ("eye0-moved", "eye1-moved", "eye2-moved"):
+            fresh.identify(t[probe])  # user0's capture may be shortlisted: never fatal
+        assert fresh.identify(t["eye1-moved"]).user_id == "user1"
+        with pytest.raises(InvalidRecord):
+            fresh.verify(t["eye0-moved"], "user0")
+        assert fresh.verify(t["eye2-moved"], "user2").accepted
+
+
+def test_rotation_finishes_around_a_corrupt_record(engine: Engine) -> None:
+    with engine.store.engine.begin() as conn:
+        row = conn.execute(TemplateRecord.__table__.select().order_by(TemplateRecord.id)).first()
+        conn.execute(
+            update(TemplateRecord)
+            .where(TemplateRecord.id == row.id)
+            .values(record=b"RTR\x01" + b"\0" * 60)
+        )
+    old = engine.store.keyring.primary.id.hex()
+    result = rotate(engine.store)
+    assert result["corrupt_rows"] == [row.id]
+    # everything else moved; the corrupt row's template and pre-filter records stay behind
+    assert engine.store.key_usage() == {result["key_id"]: result["reencrypted"], old: 2}

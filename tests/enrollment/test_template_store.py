@@ -35,7 +35,7 @@ def test_round_trip(store: TemplateStore) -> None:
     store.enroll("bob", [T3])
     assert store.templates("alice") == [T1, T2]
     revision, index = store.reference_index()
-    assert store.open_references([row for row, _ in index]) == dict(
+    assert store.open_references([row for row, _ in index])[0] == dict(
         zip([row for row, _ in index], [T1, T2, T3], strict=True)
     )
     listed = store.users()
