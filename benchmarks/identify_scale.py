@@ -100,7 +100,7 @@ def grow_store(store: Any, data: Path, bases: dict[str, bytes], target: int) -> 
     others = [Template.from_bytes(b) for k, b in bases.items() if "RIDB" not in k]
     first = (have - 20) // 2
     count = max(0, (target - have) // 2)
-    pairs = distractor_pairs(others, first + count, seed=1)[first:]
+    pairs = distractor_pairs(others, count, seed=1, start=first)
     with Progress(transient=True) as bar:
         task = bar.add_task(f"enrolling up to {target} captures", total=count)
         for n, pair in enumerate(pairs):

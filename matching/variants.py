@@ -60,17 +60,19 @@ def variant(
 
 
 def distractor_pairs(
-    bases: list[Template], count: int, *, seed: int = 0
+    bases: list[Template], count: int, *, seed: int = 0, start: int = 0
 ) -> list[tuple[Template, Template]]:
-    """``count`` distractor identities with two captures each, from a few real eyes.
+    """Distractor identities ``start .. start + count - 1``, two captures each, from a few
+    real eyes.
 
     Identity ``i`` is base ``i % len(bases)``, mirrored every other cycle, turned by a random
     angle in ±180° and shifted; its two captures differ by a few degrees, pixels and a
-    different crop, as two captures of one eye do.
+    different crop, as two captures of one eye do. Each identity has its own random stream,
+    so a gallery grown in steps holds the same identities as one built at once.
     """
-    rng = np.random.default_rng(seed)
     out = []
-    for i in range(count):
+    for i in range(start, start + count):
+        rng = np.random.default_rng([seed, i])
         base = bases[i % len(bases)]
         mirror = (i // len(bases)) % 2 == 1
         turn = 0.0 if i < 2 * len(bases) else float(rng.uniform(-180, 180))
