@@ -101,6 +101,7 @@ class Engine:
         self._by_subject: dict[str, list[int]] = {}
         self._templates: OrderedDict[int, Template] = OrderedDict()
         self._cache_size = max(1, cache_size)
+        self._pool: tuple[int, list[int], int] | None = None  # see _stand_in_pool
         self._lock = threading.RLock()
         self.sync()
 
@@ -181,22 +182,28 @@ class Engine:
                 for key, problem in problems.items():  # out of 1:N for good; its 1:1 fails
                     self.problems[key] = f"has a corrupt template record ({problem})"
                     self.gallery.remove([key])
+                    self._pool = None
                 while len(self._templates) > self._cache_size:
                     self._templates.popitem(last=False)
             return out
 
-    def _typical_references(self) -> int:
-        counts = Counter(len(v) for v in self._by_subject.values())
-        return counts.most_common(1)[0][0] if counts else 1
+    def _stand_in_pool(self) -> tuple[list[int], int]:
+        """Captures stand-ins are drawn from, and how many a typical user has; computed once
+        per revision, so an unknown id costs no more than a known one in a large gallery."""
+        if self._pool is None or self._pool[0] != self.revision:
+            keys = sorted(k for k in self._rows if k in self.gallery)
+            counts = Counter(len(v) for v in self._by_subject.values())
+            typical = counts.most_common(1)[0][0] if counts else 1
+            self._pool = (self.revision, keys, typical)
+        return self._pool[1], self._pool[2]
 
     def _stand_ins(self, subject: str) -> list[int]:
         """Real captures to score an unknown/revoked id against: as many as a typical user."""
-        keys = sorted(k for k in self._rows if k in self.gallery)
+        keys, typical = self._stand_in_pool()
         if not keys:
             return []
         start = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big")
-        n = min(self._typical_references(), len(keys))
-        return [keys[(start + i) % len(keys)] for i in range(n)]
+        return [keys[(start + i) % len(keys)] for i in range(min(typical, len(keys)))]
 
     # --- decisions --------------------------------------------------------------------------
 
