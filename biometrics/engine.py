@@ -226,16 +226,15 @@ class Engine:
         def attempt() -> tuple[Outcome, float]:
             with self._lock:
                 keys = list(self._by_subject.get(identity[1], []))
-                broken = [self.problems[k] for k in keys if k in self.problems]
-                if broken:  # refused before anything is recorded: no lockout for a bad record
-                    raise InvalidRecord(f"a reference of user {identity[0]} {broken[0]}")
                 real = bool(keys)
                 scored = keys if real else self._stand_ins(identity[1])
                 uids = [self._rows[k].uid for k in keys]
                 revision = self.revision
             refs = self.references(scored)
+            # A reference known to be corrupt, or found so on opening: refused before anything
+            # is recorded, so a bad record never counts as a failed attempt.
             broken = [self.problems[k] for k in keys if k in self.problems]
-            if broken:  # found only now, on opening: still nothing recorded
+            if broken:
                 raise InvalidRecord(f"a reference of user {identity[0]} {broken[0]}")
             scores = score_all(probe, [refs[k] for k in scored if k in refs]) or [
                 compare(probe, probe)

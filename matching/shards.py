@@ -36,11 +36,6 @@ class Shard:
         self.blobs: dict[int, bytes] = {}
         self._parsed: OrderedDict[int, Template] = OrderedDict()
 
-    def add(self, keys: list[int], owners: list[int], vectors: list[bytes], blobs: list[bytes]):
-        self.gallery.add(keys, owners, [Prefilter.from_bytes(v) for v in vectors])
-        self.blobs.update(zip(keys, blobs, strict=True))
-        return len(self.gallery)
-
     def add_arrays(
         self,
         keys: np.ndarray,
@@ -50,7 +45,7 @@ class Shard:
         spectral: np.ndarray,
         blobs: dict[int, bytes],
     ) -> int:
-        """Bulk load (benchmarks of very large galleries): pre-computed pre-filter arrays."""
+        """Append captures as stacked pre-filter arrays with their serialised templates."""
         self.gallery.add_arrays(keys, owners, polar, magnitude, spectral)
         self.blobs.update(blobs)
         return len(self.gallery)
@@ -130,19 +125,16 @@ class ShardedGallery:
         vectors: Sequence[Prefilter],
         templates: Sequence[bytes],
     ) -> None:
-        pending = []
-        for shard, rows in zip(self.shards, self._split(keys), strict=True):
-            if len(rows):
-                pending.append(
-                    shard.add(
-                        [int(keys[i]) for i in rows],
-                        [int(owners[i]) for i in rows],
-                        [vectors[i].to_bytes() for i in rows],
-                        [templates[i] for i in rows],
-                    )
-                )
-        for future in pending:
-            future.result()
+        """Append captures with their pre-filter vectors and serialised templates."""
+        blobs = dict(zip((int(k) for k in keys), templates, strict=True))
+        self.add_arrays(
+            np.asarray(keys, np.int64),
+            np.asarray(owners, np.int64),
+            np.stack([v.polar for v in vectors]).astype(np.float16),
+            np.stack([v.polar_magnitude for v in vectors]),
+            np.stack([v.spectral for v in vectors]),
+            blobs.__getitem__,
+        )
 
     def add_arrays(
         self,
@@ -153,9 +145,12 @@ class ShardedGallery:
         spectral: np.ndarray,
         blob_of: Any,
     ) -> None:
-        """Bulk load; ``blob_of(key)`` gives the serialised template of a key."""
+        """Append captures as stacked pre-filter arrays; ``blob_of(key)`` gives the serialised
+        template of a key. Each shard receives its rows in one call."""
         pending = []
         for shard, rows in zip(self.shards, self._split(keys), strict=True):
+            if not len(rows):
+                continue
             blobs = {int(k): blob_of(int(k)) for k in keys[rows]}
             pending.append(
                 shard.add_arrays(
