@@ -736,7 +736,8 @@ class TemplateStore:
 
         Beyond :func:`enrollment.audit.verify` (links, numbering, head): a store that has a
         deployment secret must prove a chain from its ``init`` event, every user row must
-        carry a valid MAC and name the newest audit event of its pseudonym, and with
+        carry a valid MAC and name the newest audit event of its pseudonym, every terminal
+        counter must be authentic and name an event the log still holds, and with
         ``expect_head`` (``SEQ:MAC`` as printed earlier and kept elsewhere) the log must still
         contain that event unchanged, which is what detects a truncated log whose head was
         copied back from an older state.
@@ -748,8 +749,7 @@ class TemplateStore:
                 report.note("the audit log does not start with the store's init event (erased)")
             if expect_head is not None:
                 audit.check_expected_head(session, report, expect_head)
-            users = session.scalars(select(User).options(selectinload(User.templates))).all()
-            for user in users:
+            for user in session.scalars(select(User).options(_UIDS_ONLY)):
                 reason = state.problem(session, self._state_key, user, _uids(user))
                 if reason is not None:
                     report.note(f"user row {user.id} {reason}")
@@ -757,6 +757,14 @@ class TemplateStore:
                     report.note(
                         f"user row {user.id} names event {user.state_seq}, past the log's end"
                     )
+            for meta in session.scalars(select(Meta).where(Meta.name.like("terminal:%"))):
+                try:
+                    guard = Guard.from_bytes(self._state_key, bytes(meta.value))
+                except InvalidRecord as exc:
+                    report.note(str(exc))
+                    continue
+                if (guard.seq or 0) > report.head_seq:
+                    report.note(f"a terminal counter names event {guard.seq}, past the log's end")
             return report
 
     def audit_events(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -828,6 +836,8 @@ class Guard:
     failed_attempts: int = 0
     failure_window_start_us: int | None = None
     locked_until_us: int | None = None
+    #: the audit event that last changed the counter (audit verify checks it is in the log)
+    seq: int | None = None
 
     def to_bytes(self, key: bytes, seq: int) -> bytes:
         body = [self.failed_attempts, self.failure_window_start_us, self.locked_until_us, seq]
@@ -841,7 +851,7 @@ class Guard:
             stored = json.loads(value)
             body, tag = stored["state"], stored["mac"]
             text = json.dumps(body, separators=(",", ":"))
-            failed, start, until, _ = body
+            failed, start, until, seq = body
         except (ValueError, KeyError, TypeError):
             raise InvalidRecord("a terminal's failure counter is malformed") from None
         expected = hmac.new(key, b"terminal v1\n" + text.encode(), hashlib.sha256).hexdigest()
@@ -849,7 +859,7 @@ class Guard:
             raise InvalidRecord(
                 "a terminal's failure counter was edited: the store was tampered with"
             )
-        return cls(int(failed), start, until)
+        return cls(int(failed), start, until, seq)
 
 
 def _uids(user: User) -> list[str]:

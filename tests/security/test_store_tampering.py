@@ -175,6 +175,20 @@ def test_truncated_log_with_old_head_detected(store) -> None:
     assert any("no longer holds" in p for p in problems)
 
 
+def test_truncated_failed_identifications_detected(store) -> None:
+    """Trailing 1:N failures change no user row, but their terminal counter names them."""
+    store.enroll("alice", [OLD])
+    revision = store.reference_index()[0]
+    with store.engine.connect() as conn:
+        old_head = conn.execute(select(Meta.value).where(Meta.name == "audit_head")).scalar()
+    store.settle_identify([], threshold=0.42, best_score=0.1, revision=revision)
+    with store.engine.begin() as conn:
+        conn.execute(delete(AuditEvent).where(AuditEvent.seq > 2))
+        conn.execute(update(Meta).where(Meta.name == "audit_head").values(value=old_head))
+    problems = store.audit_verify().problems
+    assert any("terminal counter names event 3" in p for p in problems)
+
+
 def test_truncation_shown_by_an_expected_head_kept_elsewhere(store) -> None:
     """The one truncation the store cannot see by itself: events that changed no user row."""
     store.enroll("alice", [OLD])
