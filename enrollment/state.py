@@ -57,14 +57,17 @@ def problem(session: Session, key: bytes, user: User, uids: Iterable[str]) -> st
     """Why the row cannot be trusted, or None: edited columns, or an older copy of the row."""
     if user.state_mac is None or not hmac.compare_digest(user.state_mac, mac(key, user, uids)):
         return "was edited (its state does not match its MAC)"
-    newest = session.scalar(
-        select(func.max(AuditEvent.seq)).where(AuditEvent.subject == user.pseudonym)
-    )
+    newest = newest_event(session, user.pseudonym)
     if newest is not None and (user.state_seq is None or newest > user.state_seq):
         return "is an older copy (the audit log records a later change)"
     if newest != user.state_seq:
         return "names an audit event the log no longer holds (the log was truncated)"
     return None
+
+
+def newest_event(session: Session, pseudonym: str) -> int | None:
+    """Sequence number of the newest audit event about ``pseudonym`` (one index seek)."""
+    return session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.subject == pseudonym))
 
 
 def check(session: Session, key: bytes, user: User, uids: Iterable[str], name: str) -> None:

@@ -559,10 +559,7 @@ class TemplateStore:
         with write_session(self.engine) as session:
             users = session.scalars(select(User).options(selectinload(User.templates))).all()
             for user in users:
-                newest = session.scalar(
-                    select(func.max(AuditEvent.seq)).where(AuditEvent.subject == user.pseudonym)
-                )
-                self._seal_state(user, newest)
+                self._seal_state(user, state.newest_event(session, user.pseudonym))
             self.append_audit(session, "upgrade", detail=f"sealed {len(users)} user states")
             session.merge(Meta(name=STATE_META, value=marker))
 

@@ -95,11 +95,6 @@ class Prefilter:
         head = _HEADER.pack(_MAGIC, _VERSION, RINGS, ANGLES, self.spectral.size)
         return head + self.polar.astype("<f2").tobytes() + self.spectral.astype("<f4").tobytes()
 
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> Prefilter:
-        polar, _, spectral = stack([blob])
-        return cls(polar[0].astype(np.float32), polar_magnitude(polar[0]), spectral[0])
-
 
 def check(blob: bytes) -> int:
     """Validate a record's header and size without decoding it; returns its spectral size."""

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from matching.prefilter import ANGLES, POLAR_FREQS, RINGS, Prefilter
+from matching.prefilter import (
+    ANGLES,
+    POLAR_FREQS,
+    RINGS,
+    InvalidPrefilter,
+    Prefilter,
+    polar_magnitude,
+    stack,
+)
 from matching.search import Gallery
 
 DIM = 288
@@ -57,3 +66,16 @@ def test_readding_a_key_replaces_it() -> None:
     gallery.add_arrays(np.arange(3), np.arange(3), polar, magnitude, spectral)
     gallery.add_arrays(np.array([1]), np.array([7]), polar[:1], magnitude[:1], spectral[:1])
     assert len(gallery) == 3 and gallery.owner_of(1) == 7
+
+
+def test_prefilter_record_round_trip_and_refusals() -> None:
+    polar, magnitude, spectral = _rows(2, seed=3)
+    vectors = [Prefilter(polar[i].astype(np.float32), magnitude[i], spectral[i]) for i in range(2)]
+    got_polar, got_magnitude, got_spectral = stack([v.to_bytes() for v in vectors])
+    assert np.array_equal(got_polar, polar)  # already float16: stored exactly
+    assert np.array_equal(got_spectral, spectral)
+    assert np.allclose(got_magnitude[0], polar_magnitude(polar[0].astype(np.float32)), atol=1e-6)
+    blob = vectors[0].to_bytes()
+    for bad in (blob[:5], blob[:-4], b"XYZ" + blob[3:]):
+        with pytest.raises(InvalidPrefilter):
+            stack([bad])
