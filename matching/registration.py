@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -39,6 +40,8 @@ ROTATION_KERNEL = (1.0, 2.0, 3.0, 2.0, 1.0)
 PEAK_OFFSETS = np.deg2rad([-6.0, -3.0, 0.0, 3.0, 6.0])
 #: A pair's branch directions must agree this well (mean resultant length) to vote a rotation.
 MIN_BRANCH_AGREEMENT = 0.9
+#: A pair votes for translations only under rotations within this of its own branch turn.
+PAIR_TURN_TOL = np.deg2rad(20.0)
 #: Below this total rotation vote the histogram says nothing: search this full-circle grid.
 MIN_ROTATION_VOTES = 2.0
 FALLBACK_ROTATIONS = np.deg2rad(np.arange(0.0, 360.0, 3.0))
@@ -71,6 +74,10 @@ class Similarity:
         c = self.z * _complex(points) + self.t
         return np.stack([c.real, c.imag], 1).astype(np.float32)
 
+    def inverse(self) -> Similarity:
+        """``p ↦ (p - t) / z``: the transform from the other side."""
+        return Similarity(1 / self.z, -self.t / self.z, self.inliers)
+
     @property
     def rotation_deg(self) -> float:
         return float(np.degrees(np.angle(self.z)))
@@ -84,49 +91,111 @@ IDENTITY = Similarity(1 + 0j, 0j, 0)
 
 
 class Raster:
-    """A template's centreline drawn on a grid: distance map and nearest-point lookup."""
+    """A template's centreline drawn on a grid: distance map, and nearest-point lookup.
+
+    The distance map is all a comparison needs of a reference (scoring counts samples near
+    it); the nearest-pixel labels that ICP follows cost twice as much to compute and are
+    only needed of the probe, once per request, so they are computed on first use.
+    """
 
     def __init__(self, points: np.ndarray) -> None:
         lo = points.min(axis=0) - _MARGIN if len(points) else np.zeros(2, np.float32)
         hi = points.max(axis=0) + _MARGIN if len(points) else np.ones(2, np.float32)
         self.offset = lo.astype(np.float32)
         w, h = (np.ceil(hi - lo).astype(int) + 1).tolist()
-        grid = np.full((h, w), 255, np.uint8)
-        ij = np.rint(points - self.offset).astype(int)
-        grid[ij[:, 1], ij[:, 0]] = 0
-        dist, labels = cv2.distanceTransformWithLabels(
-            grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-        )
-        self.dist = dist
-        # Label k (1-based) is the k-th zero pixel in row-major order: map it back to coordinates.
-        zy, zx = np.nonzero(grid == 0)
-        self.nearest = np.concatenate([[[0, 0]], np.stack([zx, zy], 1)]).astype(np.float32)
-        self.labels = labels
         self.shape = (h, w)
+        self._grid = np.full((h, w), 255, np.uint8)
+        ij = np.rint(points - self.offset).astype(np.int64)
+        self._grid[ij[:, 1], ij[:, 0]] = 0
+        self._on = np.unique(ij[:, 1] * w + ij[:, 0])  # centreline pixels, row-major order
+        self.dist = cv2.distanceTransform(self._grid, cv2.DIST_L2, 5)
 
-    def distance(self, points: np.ndarray) -> np.ndarray:
-        """Distance to the nearest centreline pixel (inf off the grid); cheaper than lookup."""
+    @cached_property
+    def _nearest(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel, the label of the nearest centreline pixel; per label, its coordinates."""
+        _, labels = cv2.distanceTransformWithLabels(
+            self._grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        # Label k (1-based) is the k-th centreline pixel in row-major order.
+        w = self.shape[1]
+        xy = np.stack([self._on % w, self._on // w], 1)
+        return labels, np.concatenate([[[0, 0]], xy]).astype(np.float32)
+
+    def _cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grid cells of ``points`` (x, y) and which of them lie on the grid."""
         ij = np.rint(points - self.offset).astype(np.int64)
         h, w = self.shape
         ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        return ij[ok, 0], ij[ok, 1], ok
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        """Distance to the nearest centreline pixel (inf off the grid)."""
+        x, y, ok = self._cells(points)
         dist = np.full(len(points), np.inf, np.float32)
-        dist[ok] = self.dist[ij[ok, 1], ij[ok, 0]]
+        dist[ok] = self.dist[y, x]
         return dist
 
     def lookup(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance to and coordinates of the nearest centreline pixel (inf/NaN off the grid)."""
-        ij = np.rint(points - self.offset).astype(np.int64)
-        h, w = self.shape
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        labels, nearest = self._nearest
+        x, y, ok = self._cells(points)
         dist = np.full(len(points), np.inf, np.float32)
         near = np.full((len(points), 2), np.nan, np.float32)
-        x, y = ij[ok, 0], ij[ok, 1]
         dist[ok] = self.dist[y, x]
-        near[ok] = self.nearest[self.labels[y, x]] + self.offset
+        near[ok] = nearest[labels[y, x]] + self.offset
         return dist, near
 
 
+@dataclass(frozen=True)
+class Branches:
+    """A template's junctions as the rotation vote reads them, computed once per template.
+
+    ``signature``: rotation-invariant gaps between branches (:func:`_signature`); ``count``:
+    branches per junction; ``unit``: ``exp(-i·angle)`` of each sorted branch (0-padded), the
+    probe side of the pair product; ``shifted``: ``exp(i·angle)`` under every cyclic shift of
+    the branches, (J, shift, branch), the reference side.
+    """
+
+    points: np.ndarray  # (J,) complex positions
+    signature: np.ndarray
+    count: np.ndarray
+    unit: np.ndarray
+    shifted: np.ndarray
+
+    @cached_property
+    def hits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grid origin and map of cells within ``JUNCTION_TOL`` of a junction (consensus)."""
+        xy = np.stack([self.points.real, self.points.imag], 1)
+        lo = xy.min(axis=0) - _MARGIN
+        w, h = (np.ceil(xy.max(axis=0) + _MARGIN - lo).astype(int) + 1).tolist()
+        hit = np.zeros((h, w), np.uint8)
+        ij = np.rint(xy - lo).astype(int)
+        hit[ij[:, 1], ij[:, 0]] = 1
+        r = int(JUNCTION_TOL)
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        return lo, cv2.dilate(hit, disc)
+
+    @classmethod
+    def of(cls, template: Template) -> Branches:
+        angles = np.sort(template.junction_angles, axis=1)  # NaN last
+        count = (~np.isnan(angles)).sum(axis=1)
+        k = np.arange(angles.shape[1])
+        filled = np.nan_to_num(angles)
+        unit = np.where(k < count[:, None], np.exp(-1j * filled), 0)
+        order = (k[None, None, :] + k[None, :, None]) % np.maximum(count, 1)[:, None, None]
+        shifted = np.exp(1j * np.take_along_axis(filled[:, None, :], order, axis=2))
+        inside = (k[None, None, :] < count[:, None, None]) & (k[None, :, None] < count[:, None, None])
+        return cls(
+            _complex(template.junctions),
+            _signature(template.junction_angles),
+            count,
+            unit,
+            np.where(inside, shifted, 0),
+        )
+
+
 _rasters: weakref.WeakKeyDictionary[Template, Raster] = weakref.WeakKeyDictionary()
+_branches: weakref.WeakKeyDictionary[Template, Branches] = weakref.WeakKeyDictionary()
 
 
 def raster_of(template: Template) -> Raster:
@@ -137,14 +206,27 @@ def raster_of(template: Template) -> Raster:
     return raster
 
 
+def branches_of(template: Template) -> Branches:
+    """Cached :class:`Branches` of a template (built once per template)."""
+    found = _branches.get(template)
+    if found is None:
+        found = _branches[template] = Branches.of(template)
+    return found
+
+
 def register(probe: Template, reference: Template) -> Similarity:
-    """Estimate the similarity transform that maps ``probe`` onto ``reference``."""
+    """Estimate the similarity transform that maps ``probe`` onto ``reference``.
+
+    ICP runs the other way, reference centreline onto the probe's: so only the probe's raster
+    needs nearest-point labels, built once per request, while each of the many references a
+    1:N request scores (often not yet cached) needs only its cheaper distance map.
+    """
     pa, pb = probe.junctions, reference.junctions
     if len(pa) < 2 or len(pb) < 2:
         return IDENTITY
-    best = _consensus(pa, pb, _hypotheses(probe, reference))
+    best = _consensus(pa, branches_of(reference), _hypotheses(probe, reference))
     best = _refine_on_junctions(pa, pb, best)
-    return _icp(probe.points, raster_of(reference), best)
+    return _icp(reference.points, raster_of(probe), best.inverse()).inverse()
 
 
 def _signature(angles: np.ndarray) -> np.ndarray:
@@ -175,27 +257,34 @@ def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
     at each scale, locate the peak precisely. Trying a handful of rotations keeps impostors
     from gaining by a wide search, and keeps the vote cheap.
     """
-    ca, cb = _complex(probe.junctions), _complex(reference.junctions)
-    aa, ab = probe.junction_angles, reference.junction_angles
-    sa, sb = _signature(aa), _signature(ab)
-    weight = np.exp(-np.abs(sa[:, None, :] - sb[None, :, :]).sum(axis=2) / 0.6)
+    a, b = branches_of(probe), branches_of(reference)
+    weight = np.exp(-np.abs(a.signature[:, None, :] - b.signature[None, :, :]).sum(axis=2) / 0.6)
     ia, ib = np.nonzero(weight > MIN_PAIR_WEIGHT)  # dissimilar junctions do not vote
     w = weight[ia, ib]
-    ca, cb = ca[ia], cb[ib]
-    rot = _rotation_hypotheses(*_pair_rotations(aa, ab, ia, ib), w)
+    ca, cb = a.points[ia], b.points[ib]
+    turn, agreement = _pair_rotations(a, b, ia, ib)
+    rot, searched = _rotation_hypotheses(turn, agreement, w)
+    # A pair votes under a rotation only if its own branches turned by about that much (or
+    # it has no reliable turn of its own, or the full circle is searched): a true
+    # correspondence always does, most chance pairs never, so the vote is both cleaner and
+    # several times smaller.
+    near = np.stack([rot.real, rot.imag], 1) @ np.stack([np.cos(turn), np.sin(turn)])
+    voter = (near > np.cos(PAIR_TURN_TOL)) | (agreement < MIN_BRANCH_AGREEMENT)[None, :]
+    voter |= searched
+    row, pair = np.nonzero(voter)
     # Coarse: rotations only (a few % of scale moves a point less than a coarse bin).
-    t = cb[None, :] - rot[:, None] * ca[None, :]
-    row = np.repeat(np.arange(len(rot)), len(w))
-    coarse, score = _vote(
-        row, t.ravel(), np.tile(w, len(rot)), np.zeros(len(rot), complex), MAX_SHIFT, COARSE_BIN
-    )
+    t = cb[pair] - rot[row] * ca[pair]
+    coarse, score = _vote(row, t, w[pair], np.zeros(len(rot), complex), MAX_SHIFT, COARSE_BIN)
     ri = np.argsort(score)[::-1][:PEAKS]
     # Fine: each good rotation at every scale, in a small window around its coarse peak. Only
     # pairs that voted near that peak can land in the window (a scale step moves a vote by
     # at most |SCALES - 1|·|p|), so only they are re-voted.
     reach = 1.5 * COARSE_BIN
     slack = reach + np.abs(SCALES - 1).max() * np.abs(ca).max(initial=0.0)
-    near_row, pair = np.nonzero(np.abs(t[ri] - coarse[ri, None]) < slack)
+    rank = np.full(len(rot), -1)
+    rank[ri] = np.arange(len(ri))
+    keep = (rank[row] >= 0) & (np.abs(t - coarse[row]) < slack)
+    near_row, pair = rank[row[keep]], pair[keep]
     zs = (rot[ri][:, None] * SCALES[None, :]).ravel()
     row = (near_row[:, None] * len(SCALES) + np.arange(len(SCALES))[None, :]).ravel()
     pair = np.repeat(pair, len(SCALES))
@@ -212,35 +301,26 @@ def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
 
 
 def _pair_rotations(
-    a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray
+    a: Branches, b: Branches, ia: np.ndarray, ib: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotation turning probe junction ``ia`` 's branches onto reference junction ``ib`` 's.
 
-    ``a``, ``b``: (J, 4) branch directions of the probe and reference junctions (NaN-padded).
     Sorted by angle, the branches of a turned junction keep their cyclic order, so the
     rotation is the mean direction difference under the best cyclic shift; the agreement is
     that mean's resultant length (1 = every branch turned by the same angle). Pairs whose
     branch counts differ have no one-to-one assignment and get agreement 0. The means of all
     junction pairs are one small complex product per shift (no trigonometry per pair).
     """
-    a, b = np.sort(a, axis=1), np.sort(b, axis=1)  # NaN last
-    na, nb = (~np.isnan(a)).sum(axis=1), (~np.isnan(b)).sum(axis=1)
-    k = np.arange(a.shape[1])
-    ea = np.where(k < na[:, None], np.exp(-1j * np.nan_to_num(a)), 0)
-    shifted = (k[None, None, :] + k[None, :, None]) % np.maximum(nb, 1)[:, None, None]
-    eb = np.exp(1j * np.nan_to_num(np.take_along_axis(b[:, None, :], shifted, axis=2)))
-    eb = np.where(
-        (k[None, None, :] < nb[:, None, None]) & (k[None, :, None] < nb[:, None, None]), eb, 0
-    )
-    mean = np.matmul(ea[None], eb.transpose(1, 2, 0))[:, ia, ib].T / np.maximum(na[ia], 1)[:, None]
+    mean = np.einsum("pk,psk->ps", a.unit[ia], b.shifted[ib]) / np.maximum(a.count[ia], 1)[:, None]
     best = mean[np.arange(len(ia)), np.abs(mean).argmax(axis=1)]
-    return np.angle(best), np.where(na[ia] == nb[ib], np.abs(best), 0.0)
+    return np.angle(best), np.where(a.count[ia] == b.count[ib], np.abs(best), 0.0)
 
 
 def _rotation_hypotheses(
     rotation: np.ndarray, agreement: np.ndarray, weight: np.ndarray
-) -> np.ndarray:
-    """Rotations to try, as unit complex numbers: around the strongest rotation-vote peaks.
+) -> tuple[np.ndarray, bool]:
+    """Rotations to try, as unit complex numbers, and whether they are the blind fallback
+    grid (then every pair votes under every rotation): around the strongest peaks.
 
     Votes of pairs whose branches agree (``MIN_BRANCH_AGREEMENT``) fill a circular histogram,
     smoothed over neighbouring bins; each of the ``ROTATION_PEAKS`` highest local maxima is
@@ -250,20 +330,23 @@ def _rotation_hypotheses(
     """
     votes = np.where(agreement >= MIN_BRANCH_AGREEMENT, weight * agreement, 0.0)
     if votes.sum() < MIN_ROTATION_VOTES:
-        return np.exp(1j * FALLBACK_ROTATIONS)
+        return np.exp(1j * FALLBACK_ROTATIONS), True
     n = int(round(2 * np.pi / ROTATION_BIN))
     bins = np.floor(rotation % (2 * np.pi) / ROTATION_BIN).astype(np.int64) % n
     hist = np.bincount(bins, votes, n)
     # Branch directions are measured over a few pixels: a true rotation's votes spread over
     # about ±8°, so the histogram is smoothed over that width (a chance spike in one bin is not).
-    hist = sum(k * np.roll(hist, s) for s, k in zip(range(-2, 3), ROTATION_KERNEL, strict=True))
+    hist = np.convolve(np.concatenate([hist[-2:], hist, hist[:2]]), ROTATION_KERNEL, "valid")
     peaks = np.flatnonzero((hist >= np.roll(hist, 1)) & (hist > np.roll(hist, -1)))
     peaks = peaks[np.argsort(hist[peaks])[::-1][:ROTATION_PEAKS]]
     if not peaks.size:  # a perfectly flat histogram has no peak
-        return np.exp(1j * FALLBACK_ROTATIONS)
-    near = np.abs((bins[None, :] - peaks[:, None] + n // 2) % n - n // 2) <= 2
-    centre = np.angle((near * (votes * np.exp(1j * rotation))[None, :]).sum(axis=1))
-    return np.exp(1j * (centre[:, None] + PEAK_OFFSETS[None, :])).ravel()
+        return np.exp(1j * FALLBACK_ROTATIONS), True
+    # Each peak's rotation: the circular mean of the votes within ±2 bins of it.
+    resultant = np.bincount(bins, votes * np.cos(rotation), n) + 1j * np.bincount(
+        bins, votes * np.sin(rotation), n
+    )
+    centre = np.angle(resultant[(peaks[:, None] + np.arange(-2, 3)[None, :]) % n].sum(axis=1))
+    return np.exp(1j * (centre[:, None] + PEAK_OFFSETS[None, :])).ravel(), False
 
 
 def _vote(
@@ -297,15 +380,10 @@ def _vote(
     return shift, per_row[np.arange(rows), best]
 
 
-def _consensus(pa: np.ndarray, pb: np.ndarray, hyps: np.ndarray) -> Similarity:
+def _consensus(pa: np.ndarray, b: Branches, hyps: np.ndarray) -> Similarity:
     """Pick the hypothesis under which most probe junctions land on a reference junction."""
-    lo = pb.min(axis=0) - _MARGIN
-    w, h = (np.ceil(pb.max(axis=0) + _MARGIN - lo).astype(int) + 1).tolist()
-    hit = np.zeros((h, w), np.uint8)
-    ij = np.rint(pb - lo).astype(int)
-    hit[ij[:, 1], ij[:, 0]] = 1
-    r = int(JUNCTION_TOL)
-    hit = cv2.dilate(hit, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    lo, hit = b.hits
+    h, w = hit.shape
     moved = hyps[:, :1] * _complex(pa)[None, :] + hyps[:, 1:]
     x = np.rint(moved.real - lo[0]).astype(np.int64)
     y = np.rint(moved.imag - lo[1]).astype(np.int64)

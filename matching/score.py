@@ -34,6 +34,5 @@ def compare(reference: Template, probe: Template) -> float:
         return 0.0
     sim: Similarity = register(probe, reference)
     forward = _agreement(sim.apply(probe.points), raster_of(reference))
-    inverse = Similarity(1 / sim.z, -sim.t / sim.z, sim.inliers)
-    backward = _agreement(inverse.apply(reference.points), raster_of(probe))
+    backward = _agreement(sim.inverse().apply(reference.points), raster_of(probe))
     return float(np.sqrt(forward * backward))
