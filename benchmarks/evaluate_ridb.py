@@ -6,7 +6,7 @@ Usage::
                                        [--workers 2] [--protocol all-pairs]
 
 Runs exactly what ``retauth evaluate <data>/RIDB --mapping <data>/RIDB_identities.csv``
-runs (same code path, :func:`biometrics.cli.evaluate.run_evaluation`), with the project's
+runs (same code path, :func:`biometrics.evaluation.run_evaluation`), with the project's
 identity CSV so "same person, other eye" impostors are counted separately, then prints one
 line of figures and the wall time. Scores, summary and plots are left in ``--out``.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from biometrics.cli.evaluate import run_evaluation  # noqa: E402
+from biometrics.evaluation import run_evaluation  # noqa: E402
 
 
 def _pct(value: float | None) -> str:

@@ -22,14 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from biometrics.demo import sample_images
 from biometrics.service import AuthService
 from biometrics.settings import load_settings
 from segmentation.imageio import decode_image
-
-
-def sample_images() -> dict[str, Path]:
-    folder = Path(__file__).resolve().parents[1] / "biometrics" / "samples"
-    return {p.stem: p for p in folder.glob("*.jpg")}
 
 
 def default_image() -> bytes:

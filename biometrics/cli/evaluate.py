@@ -1,14 +1,12 @@
 """``retauth evaluate``: FMR/FNMR, EER, DET, FTA/FTE and rank-1 of the matcher on a data set.
 
-This module only wires the real pipeline (:class:`biometrics.pipeline.Pipeline`) and matcher
-(:func:`matching.compare`) into :func:`matching.evaluation.evaluate` and renders its summary;
-the experiment itself is library code that tests drive with toy templates.
+This module only checks the options, calls :func:`biometrics.evaluation.run_evaluation` (the
+experiment with the real pipeline and matcher, which scripts and benchmarks call too) and
+renders its summary.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,49 +15,12 @@ import typer
 
 from biometrics.cli.common import console, emit, errors_to_exit_codes, line
 from biometrics.errors import InputError
+from biometrics.evaluation import PROTOCOLS, run_evaluation
 from biometrics.extras import available_backends
 from biometrics.settings import data_root
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-PROTOCOLS = ("all-pairs", "enrol-first", "zoo")
-
-#: Packages whose code decides what a template contains: a change in any of them must not
-#: reuse templates cached by an older version.
-_TEMPLATE_PACKAGES = ("biometrics", "segmentation")
-
-
-def _template_fingerprint(settings: Any) -> str:
-    """Short hash of everything a cached template depends on: code, weights, settings.
-
-    The cache would otherwise silently serve templates from before a pipeline change, and an
-    evaluation is exactly where that kind of staleness does the most damage.
-    """
-    import biometrics
-    import segmentation
-
-    digest = hashlib.sha256(repr((settings.backend, settings.weights)).encode())
-    roots = [Path(biometrics.__file__).parent, Path(segmentation.__file__).parent]
-    files = [p for root in roots for p in sorted(root.rglob("*.py"))]
-    files += sorted((roots[1] / "weights").glob("*"))
-    if settings.weights and Path(settings.weights).is_file():
-        files.append(Path(settings.weights))
-    for path in files:
-        if path.is_file():
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def template_cache(settings: Any) -> Path:
-    """The one template cache of this user, keyed by :func:`_template_fingerprint`.
-
-    Shared by every ``--out`` folder and protocol: templates depend on the capture, the code
-    and the model, not on where the report goes, so a new report folder does not extract the
-    whole data set again.
-    """
-    return settings.resolved_cache_dir() / "templates" / _template_fingerprint(settings)
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -169,8 +130,6 @@ def evaluate_command(
             raise InputError(f"--mapping {mapping}: no such file")
         if workers < 1 or resamples < 1:
             raise InputError("--workers and --resamples must be at least 1")
-        if dask is None:
-            dask = workers > 1 and importlib.util.find_spec("distributed") is not None
         result = run_evaluation(
             folder,
             Path(out) / protocol,  # a second protocol must not overwrite the first's files
@@ -201,75 +160,6 @@ def evaluate_command(
             line("wrote {files}", files=written),
             as_json=as_json,
         )
-
-
-def run_evaluation(
-    data_dir: Path,
-    out: Path,
-    *,
-    protocol: str = "all-pairs",
-    pattern: str | None = None,
-    mapping: Path | None = None,
-    threshold: float | None = None,
-    workers: int = 1,
-    dask: bool = False,
-    address: str | None = None,
-    backend: str | None = None,
-    weights: str | None = None,
-    cache: bool = True,
-    resamples: int = 1000,
-    seed: int = 0,
-    progress: bool = True,
-) -> Any:
-    """The experiment behind ``retauth evaluate``, with the real pipeline and matcher.
-
-    Shared with ``benchmarks/evaluate_ridb.py``. Heavy modules (the pipeline, matplotlib)
-    are imported here, not at module level, so other ``retauth`` commands start fast.
-    Returns a :class:`matching.evaluation.Evaluation`.
-    """
-    import matching
-    from biometrics.pipeline import Pipeline
-    from biometrics.settings import load_settings
-    from biometrics.template import Template
-    from matching.evaluation import Scheduler, evaluate
-    from matching.protocols import RIDB_PATTERN, captures_from_csv, captures_from_pattern
-
-    settings = load_settings(backend=backend, weights=weights, threshold=threshold)
-    decision = settings.threshold if settings.threshold is not None else matching.DEFAULT_THRESHOLD
-    scheduler = Scheduler(workers=workers, dask=dask, address=address)
-    cache_dir = template_cache(settings) if cache else None
-    if protocol == "zoo":
-        from matching.zoo import evaluate_zoo
-
-        return evaluate_zoo(
-            data_dir,
-            Pipeline(settings).extract_file,
-            matching.compare,
-            out,
-            threshold=decision,
-            scheduler=scheduler,
-            cache_dir=cache_dir,
-            progress=progress,
-        )
-    captures = (
-        captures_from_csv(mapping, data_dir)
-        if mapping
-        else captures_from_pattern(data_dir, pattern or RIDB_PATTERN)
-    )
-    return evaluate(
-        captures,
-        protocol,
-        Pipeline(settings).extract_file,
-        matching.compare,
-        out,
-        threshold=decision,
-        scheduler=scheduler,
-        cache_dir=cache_dir,
-        decode=Template.from_bytes,
-        progress=progress,
-        n_resamples=resamples,
-        seed=seed,
-    )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +14,6 @@ from biometrics.cli.common import (
     console,
     emit,
     errors_to_exit_codes,
-    fail,
     line,
     native_stderr_silenced,
 )
@@ -259,79 +255,39 @@ def _check_out(out: Path) -> None:
         raise InputError(f"--out {out}: folder {folder} does not exist")
 
 
-def sample_images() -> dict[str, Path]:
-    """Bundled demo captures (RIDB, CC BY 4.0), keyed by file stem."""
-    folder = Path(str(resources.files("biometrics") / "samples"))
-    return {p.stem: p for p in sorted(folder.glob("*.jpg"))}
-
-
 def demo(
     backend: BackendOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol a bundled eye, then verify a genuine and an impostor capture (temporary store)."""
-    samples = sample_images()
-    needed = ("eye_a_1", "eye_a_2", "eye_a_3", "eye_b_1")
-    if any(n not in samples for n in needed):
-        fail("demo samples are missing from this installation", Exit.INTERNAL, as_json=as_json)
-    home = Path(tempfile.mkdtemp(prefix="retauth-demo-"))
-    steps = []
-    try:
-        with errors_to_exit_codes(as_json=as_json):
-            from biometrics.service import AuthService
-            from biometrics.settings import load_settings
+    with errors_to_exit_codes(as_json=as_json):
+        from biometrics.demo import run_demo
 
-            settings = load_settings(
-                db_url=f"sqlite:///{home / 'demo.db'}",
-                key_file=str(home / "demo.key"),
-                backend=backend,
-                weights=weights,
-            )
-            service = AuthService(settings)  # a temporary key: nothing to announce
-            try:
-                t = time.perf_counter()
-                service.enroll("alice", _read([samples["eye_a_1"], samples["eye_a_2"]]))
-                steps.append(
-                    ("enrol alice  (eye A, captures 1+2)", None, (time.perf_counter() - t) * 1e3)
-                )
-                for label, name, claim in (
-                    ("verify alice (eye A, capture 3)", "eye_a_3", "alice"),
-                    ("verify alice (eye B, impostor) ", "eye_b_1", "alice"),
-                    ("identify     (eye A, capture 3)", "eye_a_3", None),
-                ):
-                    t = time.perf_counter()
-                    decision = service.verify(_read([samples[name]])[0], claim)
-                    steps.append((label, decision, (time.perf_counter() - t) * 1e3))
-            finally:
-                service.close()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    expected = [True, False, True]
-    got = [d.accepted for _, d, _ in steps[1:]]
-    ok = got == expected
+        run = run_demo(backend, weights)  # a temporary key: nothing to announce
     if as_json:
         print(
             json.dumps(
                 {
-                    "ok": ok,
-                    "segmenter": service.pipeline.segmenter.name,
+                    "ok": run.ok,
+                    "segmenter": run.segmenter,
                     "steps": [
                         {
-                            "step": label.strip(),
-                            **(d.as_dict() if d else {}),
-                            "time_ms": round(ms, 1),
+                            "step": s.label.strip(),
+                            **(s.decision.as_dict() if s.decision else {}),
+                            "time_ms": round(s.ms, 1),
                         }
-                        for label, d, ms in steps
+                        for s in run.steps
                     ],
                 }
             )
         )
     else:
-        console.print(f"segmenter: {service.pipeline.segmenter.name}")
-        for label, d, ms in steps:
+        console.print(f"segmenter: {run.segmenter}")
+        for s in run.steps:
+            d = s.decision
             if d is None:
-                console.print(f"{label}  [green]enrolled[/]  ({ms:.0f} ms)")
+                console.print(f"{s.label}  [green]enrolled[/]  ({s.ms:.0f} ms)")
                 continue
             verdict = "[green]ACCEPT[/]" if d.accepted else "[red]REJECT[/]"
             who = " → {who}" if d.mode == "1:N" and d.user_id else ""
@@ -339,15 +295,17 @@ def demo(
                 line(
                     "{label}  " + verdict + who + "  score {score:.3f} "
                     "(threshold {threshold:.2f}, {ms:.0f} ms)",
-                    label=label,
+                    label=s.label,
                     who=d.user_id,
                     score=d.score,
                     threshold=d.threshold,
-                    ms=ms,
+                    ms=s.ms,
                 )
             )
-        console.print("[green]demo passed[/]" if ok else "[red]demo gave unexpected decisions[/]")
-    raise typer.Exit(int(Exit.OK if ok else Exit.INTERNAL))
+        console.print(
+            "[green]demo passed[/]" if run.ok else "[red]demo gave unexpected decisions[/]"
+        )
+    raise typer.Exit(int(Exit.OK if run.ok else Exit.INTERNAL))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,6 @@ ONNX model through ONNX Runtime, exactly as the biometric pipeline does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -25,13 +24,6 @@ PAPER = {
     "hrf": {"dice": 0.7814, "accuracy": 0.9635, "auc": None},
 }
 DATASET_CHOICES = ("drive", "chase", "hrf", "combined")
-
-
-def sidecar(onnx_path: Path) -> Path:
-    """JSON next to an ONNX model holding its model card (:mod:`segmentation.card`)."""
-    from segmentation.card import sidecar as card_path
-
-    return card_path(onnx_path)
 
 
 def train_command(
@@ -107,6 +99,7 @@ def train_command(
         )
 
         from training.datasets import DATASETS
+        from training.export import export_model
         from training.loop import recipe_config, train
 
         root = data_root(data)
@@ -153,7 +146,7 @@ def train_command(
 
         def on_best(model, dice: float, threshold: float) -> None:
             if export_path is not None and dice >= export_min_dice:
-                diff, _ = write_model(
+                diff, _ = export_model(
                     copy.deepcopy(model).cpu(), export_path, dice, threshold, dataset, diameter
                 )
                 log(f"exported {export_path} (ONNX Runtime vs torch max |Δlogit| {diff:.2e})")
@@ -171,61 +164,6 @@ def train_command(
             f"at threshold {result['best_threshold']:.2f}; checkpoints in {run_dir}",
             as_json=as_json,
         )
-
-
-def write_model(
-    model,
-    path: Path,
-    dice: float,
-    threshold: float,
-    dataset: str,
-    diameter: int,
-    fixed_hw: tuple[int, int] | None = None,
-    *,
-    retune: Callable[[Path], tuple[float, str, float | None]] | None = None,
-    provenance: dict | None = None,
-    members: list[str] | None = None,
-) -> tuple[float, float]:
-    """Export ``model`` to ONNX with its model card; returns the ONNX-vs-torch logit
-    difference and the threshold written.
-
-    ``retune(onnx_path)``, when given, chooses the threshold again on the exported model and
-    returns it with a note of where it was chosen (the card's ``threshold_from``) and, if it
-    was chosen on the validation images, the exported model's validation Dice there.
-    """
-    from biometrics.hashing import file_sha256
-    from segmentation.card import ModelCard, write_card
-    from segmentation.models import arch_of
-    from training.export import export_onnx, parity
-
-    export_onnx(model, path, fixed_hw=fixed_hw)
-    diff = parity(model, path, **({"hw": fixed_hw} if fixed_hw else {}))
-    if diff >= 1e-4:
-        raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (limit 1e-4)")
-    threshold_from = "validation"
-    if retune is not None:
-        threshold, threshold_from, retuned_dice = retune(path)
-        if retuned_dice is not None:
-            dice = retuned_dice
-    write_card(
-        path,
-        ModelCard(
-            threshold=threshold,
-            diameter=diameter,
-            architecture=arch_of(model),
-            threshold_from=threshold_from,
-            trained_on=dataset,
-            validation_dice=round(dice, 4) if dice == dice else None,
-            input="float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of 32"
-            if fixed_hw is None
-            else f"float32 (1, 3, {fixed_hw[0]}, {fixed_hw[1]}) RGB in [0, 1]",
-            max_abs_logit_diff=diff,
-            sha256=file_sha256(path),
-            members=members or [],
-            provenance=provenance or {},
-        ),
-    )
-    return diff, threshold
 
 
 def export_seg_command(
@@ -263,6 +201,7 @@ def export_seg_command(
         from segmentation.models.ensemble import Ensemble
         from training.datasets import DATASETS, load_split, train_val
         from training.evaluate import choose_threshold
+        from training.export import export_model
 
         paths = [Path(c) for c in checkpoint]
         for path in paths:
@@ -327,7 +266,7 @@ def export_seg_command(
         elif ensemble:
             retune = on_validation_images
 
-        diff, threshold = write_model(
+        diff, threshold = export_model(
             model,
             Path(out),
             dice,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from synthetic import RADIUS, SIZE, fundus
 
-from biometrics.cli.identity import sample_images
+from biometrics.demo import sample_images
 from biometrics.errors import FailureToAcquire
 from biometrics.pipeline import Pipeline
 from matching import DEFAULT_THRESHOLD, compare

@@ -96,7 +96,7 @@ def test_missing_extra_is_one_line_exit_2_with_the_pip_command():
 )
 def test_commands_without_the_train_extra(home, args, tmp_path):
     if args[0] == "verify":  # a real photograph, so the backend check is what refuses
-        from biometrics.cli.identity import sample_images
+        from biometrics.demo import sample_images
 
         args[-1] = str(sample_images()["eye_a_1"])
     result = runner.invoke(app, args)
@@ -130,7 +130,7 @@ def test_evaluate_names_the_missing_folder_and_its_source(home, monkeypatch):
 
 
 def test_template_cache_is_shared_and_keyed_by_the_fingerprint(home, monkeypatch):
-    from biometrics.cli.evaluate import template_cache
+    from biometrics.evaluation import template_cache
     from biometrics.settings import load_settings
 
     monkeypatch.setenv("RETAUTH_CACHE_DIR", str(home / "cache"))
@@ -150,7 +150,7 @@ def test_kiosk_low_memory_default_yields_to_the_environment(home, monkeypatch):
 
 @pytest.mark.slow
 def test_first_enrolment_announces_the_key_file_once(home):
-    from biometrics.cli.identity import sample_images
+    from biometrics.demo import sample_images
 
     samples = sample_images()
     first = runner.invoke(app, ["enroll", "--user", "alice", str(samples["eye_a_1"])])

@@ -93,7 +93,7 @@ def test_multigraph_builds_the_same_templates_as_networkx(monkeypatch):
     from synthetic import fundus
 
     import biometrics.graph
-    from biometrics.cli.identity import sample_images
+    from biometrics.demo import sample_images
     from biometrics.pipeline import Pipeline
     from segmentation.imageio import read_image
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from synthetic import fundus
 
-from biometrics.cli.identity import sample_images
+from biometrics.demo import sample_images
 from biometrics.pipeline import Pipeline
 from biometrics.template import Template
 from matching import DEFAULT_THRESHOLD, compare
