@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from biometrics.settings import Settings
 from biometrics.template import Template
 from enrollment.errors import (
     InvalidRecord,
@@ -46,8 +47,6 @@ from matching.search import Gallery, rescore, score_all
 
 Mode = Literal["1:1", "1:N"]
 
-#: Parsed templates kept per process (each holds its ~2.5 MB matcher raster once built).
-CACHE_SIZE = 16
 #: Captures whose pre-filter records are parsed together when a service loads its cache.
 _LOAD_BATCH = 4096
 #: Times a claim is scored again when the references change under it.
@@ -90,7 +89,11 @@ class Engine:
     """
 
     def __init__(
-        self, store: TemplateStore, *, threshold: float, cache_size: int = CACHE_SIZE
+        self,
+        store: TemplateStore,
+        *,
+        threshold: float,
+        cache_size: int = Settings.reference_cache,
     ) -> None:
         self.store = store
         self.threshold = threshold

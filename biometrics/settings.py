@@ -63,8 +63,9 @@ class Settings:
     passphrase_old: str = field(default="", repr=False)
     #: Dask scheduler address (``tcp://host:8786``) for sharded 1:N and ``retauth dedup``.
     dask_scheduler: str = ""
-    #: Parsed reference templates a service keeps (each with its ~2.5 MB matcher raster).
-    reference_cache: int = 16
+    #: Parsed reference templates a service keeps (each ~0.4 MB with its matcher distance
+    #: map): the last few 1:N shortlists and recent claimants stay warm.
+    reference_cache: int = 64
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"

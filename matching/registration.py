@@ -59,6 +59,8 @@ ICP_POINTS = 800
 #: Vote peaks that go on to consensus and refinement.
 PEAKS = 8
 _MARGIN = 32
+#: Steps per pixel of a raster's stored distance map (uint8: distances up to 63.75 px).
+DIST_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,11 @@ class Raster:
         ij = np.rint(points - self.offset).astype(np.int64)
         self._grid[ij[:, 1], ij[:, 0]] = 0
         self._on = np.unique(ij[:, 1] * w + ij[:, 0])  # centreline pixels, row-major order
-        self.dist = cv2.distanceTransform(self._grid, cv2.DIST_L2, 5)
+        # Quarter pixels, floored, saturating at 63.75 px: a quarter of the float map's memory
+        # (the engine keeps several references' maps), and exact for every tolerance the
+        # matcher compares with (multiples of 1/4 px below the saturation).
+        dist = cv2.distanceTransform(self._grid, cv2.DIST_L2, 5)
+        self.dist = np.minimum(dist * DIST_STEPS, 255).astype(np.uint8)
 
     @cached_property
     def _nearest(self) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +138,7 @@ class Raster:
         """Distance to the nearest centreline pixel (inf off the grid)."""
         x, y, ok = self._cells(points)
         dist = np.full(len(points), np.inf, np.float32)
-        dist[ok] = self.dist[y, x]
+        dist[ok] = self.dist[y, x] / np.float32(DIST_STEPS)
         return dist
 
     def lookup(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +147,7 @@ class Raster:
         x, y, ok = self._cells(points)
         dist = np.full(len(points), np.inf, np.float32)
         near = np.full((len(points), 2), np.nan, np.float32)
-        dist[ok] = self.dist[y, x]
+        dist[ok] = self.dist[y, x] / np.float32(DIST_STEPS)
         near[ok] = nearest[labels[y, x]] + self.offset
         return dist, near
 

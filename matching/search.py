@@ -232,8 +232,8 @@ def rescore(
 
 def score_all(probe: Template, references: Sequence[Template]) -> list[float]:
     """``compare(ref, probe)`` for every reference, side by side on the re-scoring threads."""
-    if not references:
-        return []
+    if len(references) < 2:  # nothing to do side by side: no hand-off to a thread
+        return [compare(ref, probe) for ref in references]
     raster_of(probe)
     return list(_pool().map(lambda ref: compare(ref, probe), references))
 

@@ -68,3 +68,50 @@ def test_gallery_identifies_the_right_eye(templates):
     assert ranked[0].owner == 1
     assert ranked[0].score > DEFAULT_THRESHOLD
     assert len(Gallery().shortlist(Prefilter.of(templates["a"]))) == 0
+
+
+def test_raster_distances_are_exact_at_the_matcher_tolerances(templates):
+    """The stored quarter-pixel map answers every threshold test as the float map would."""
+    import cv2
+    import numpy as np
+
+    from matching.registration import Raster
+    from matching.score import COVER_TOL, POINT_TOL
+
+    points = templates["a"].points
+    raster = Raster(points)
+    rng = np.random.default_rng(0)
+    queries = points[rng.integers(len(points), size=2000)] + rng.uniform(-50, 50, (2000, 2))
+    queries = queries.astype(np.float32)
+    grid = np.full(raster.shape, 255, np.uint8)
+    ij = np.rint(points - raster.offset).astype(int)
+    grid[ij[:, 1], ij[:, 0]] = 0
+    exact = cv2.distanceTransform(grid, cv2.DIST_L2, 5)
+    cells = np.rint(queries - raster.offset).astype(int)
+    on = (cells >= 0).all(1) & (cells[:, 0] < raster.shape[1]) & (cells[:, 1] < raster.shape[0])
+    want = np.full(len(queries), np.inf, np.float32)
+    want[on] = exact[cells[on, 1], cells[on, 0]]
+    got = raster.distance(queries)
+    assert on.sum() > 1000 and (~on).sum() > 0
+    for tol in (POINT_TOL, COVER_TOL):
+        assert np.array_equal(got < tol, want < tol)
+    finite = np.isfinite(want) & (want < 60)
+    assert np.all((want[finite] - got[finite] >= 0) & (want[finite] - got[finite] < 0.25))
+
+
+def test_probe_lookup_finds_the_nearest_centreline_pixel(templates):
+    import numpy as np
+
+    from matching.registration import Raster
+
+    points = templates["a"].points
+    raster = Raster(points)
+    query = points[::50] + np.float32([1.6, -0.7])
+    dist, near = raster.lookup(query)
+    # In grid cells: the query's cell against every centreline pixel.
+    cell = np.rint(query - raster.offset)
+    pixels = np.rint(points - raster.offset)
+    brute = np.sqrt(((cell[:, None] - pixels[None]) ** 2).sum(-1)).min(1)
+    found = np.sqrt(((cell - (near - raster.offset)) ** 2).sum(1))
+    assert np.allclose(found, brute, atol=0.5)
+    assert np.all(np.abs(dist - brute) < 0.3)
