@@ -3,9 +3,9 @@
 It owns the reference cache of one process: the pre-filter vectors of every enrolled capture
 (a :class:`~matching.search.Gallery`, loaded once from the sealed records the store keeps beside
 each template) and a small LRU of parsed templates, whose rasters the matcher builds once. It
-follows the store through its revision, read before every decision: an enrolment, replacement,
-revocation, deletion or key rotation by any process is seen by the next claim, at the cost of
-loading only the rows that changed.
+follows the store through its revision, which every claim's settling transaction checks: an
+enrolment, replacement, revocation, deletion or key rotation by any process is seen by the next
+claim (scored again after loading only the rows that changed).
 
 A claim is scored against the cache and then *settled* by the store in one write transaction
 that checks the cache was current and the user's state authentic, applies the lockout policy
@@ -281,14 +281,18 @@ class Engine:
         return self._verdict(outcome, "1:N", outcome.user_id, score, start)
 
     def _settled(self, attempt: Callable[[], tuple[Outcome, float]]) -> tuple[Outcome, float]:
-        """Run a claim against a current cache; again (a few times) if the store moved on."""
+        """Run a claim against the cache; if the store moved on, catch up and run it again.
+
+        Optimistic: the settling transaction checks the revision anyway, so the cache is
+        brought up to date only when that check fails, not read before every claim.
+        """
         for tries in range(1, _RETRIES + 1):
-            self.sync()
             try:
                 return attempt()
             except StaleReferences:
                 if tries == _RETRIES:
                     raise
+                self.sync()
         raise AssertionError("unreachable")
 
     def _verdict(
