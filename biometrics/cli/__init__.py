@@ -1,7 +1,10 @@
 """The ``retauth`` command line: a thin typer layer over the library.
 
 Each area lives in its own module that exposes ``register(app)``; this module only wires
-them together, so ``retauth --help`` lists everything and each module stays small.
+them together, so ``retauth --help`` lists everything and each module stays small. The whole
+tree (``app``) is built on first use; :func:`main` builds only the invoked command's module
+when it can tell which one that is (see :data:`_MODULE_OF`), so ``retauth verify`` neither
+imports nor builds the other commands.
 
 Help is plain text (``rich_markup_mode=None``): rich's boxed help cut long option names at
 80 columns and read ``[env ...]`` or ``[kiosk]`` in help strings as markup tags and dropped
@@ -12,6 +15,7 @@ them. Typer's ``<list[Path]>``-style type tags are replaced by conventional meta
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
 from typing import Annotated, Any, NoReturn
@@ -62,17 +66,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-app = typer.Typer(
-    name="retauth",
-    help="Retinal biometric authentication: enrol and verify fundus photographs on-device.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-
-@app.callback()
 def _root(
     show_version: Annotated[
         bool,
@@ -94,16 +87,54 @@ def _plain_help(group: typer.Typer) -> None:
         _plain_help(sub.typer_instance)
 
 
-def _register_all() -> None:
-    from biometrics.cli import audit, db, dedup, evaluate, identity, keys, kiosk, train, users
-    from biometrics.cli import compile as compile_cli
+#: The command modules in the order ``retauth --help`` lists their commands.
+_MODULES = (
+    "identity", "dedup", "train", "evaluate", "users", "keys", "audit", "db", "kiosk", "compile",
+)  # fmt: skip
+#: The module that registers each top-level command or group (a test checks it against the
+#: whole tree).
+_MODULE_OF = {
+    **dict.fromkeys(("enroll", "verify", "inspect", "demo"), "identity"),
+    **dict.fromkeys(("train", "export-seg", "eval-seg"), "train"),
+    **{name: name for name in ("dedup", "evaluate", "users", "keys", "audit", "db", "kiosk")},
+    "compile": "compile",
+}
 
-    for module in (identity, dedup, train, evaluate, users, keys, audit, db, kiosk, compile_cli):
-        module.register(app)
-    _plain_help(app)
+
+def _build(modules: tuple[str, ...]) -> typer.Typer:
+    """The ``retauth`` command tree with the commands of ``modules`` registered."""
+    tree = typer.Typer(
+        name="retauth",
+        help="Retinal biometric authentication: enrol and verify fundus photographs on-device.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    tree.callback()(_root)
+    for name in modules:
+        importlib.import_module(f"biometrics.cli.{name}").register(tree)
+    _plain_help(tree)
+    return tree
 
 
-_register_all()
+_app: typer.Typer | None = None
+
+
+def _whole_tree() -> typer.Typer:
+    """Every command, built once: what ``retauth --help``, an unknown command and
+    ``from biometrics.cli import app`` (tests, scripts) get."""
+    global _app
+    if _app is None:
+        _app = _build(_MODULES)
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` is :func:`_whole_tree`, built on first use (PEP 562)."""
+    if name == "app":
+        return _whole_tree()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Commands that finish all their work before they return (store closed, files written, no
@@ -147,13 +178,15 @@ def main(prog_name: str | None = None) -> None:
     normally.
     """
     command = _command_name(sys.argv[1:])
+    module = _MODULE_OF.get(command or "")
+    tree = _build((module,)) if module else _whole_tree()
     if command not in _ONE_SHOT:
-        app(prog_name=prog_name)
+        tree(prog_name=prog_name)
         return
     if command in _NO_GC:
         gc.disable()
     try:
-        app(prog_name=prog_name)
+        tree(prog_name=prog_name)
     except SystemExit as exc:
         _exit_now(exc.code)
     _exit_now(0)
