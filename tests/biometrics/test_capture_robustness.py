@@ -128,6 +128,12 @@ def test_clipped_fov_sample_is_acquired_and_matches(pipeline, photos, enrolled):
     assert compare(enrolled, pipeline.extract(shifted)) >= DEFAULT_THRESHOLD
 
 
+def test_dim_sharp_sample_is_acquired_and_matches(pipeline, photos, enrolled):
+    """Under-exposed (x0.3) but sharp: the focus check measures sharpness, not brightness."""
+    dim = (photos["eye_a_3"].astype(np.float32) * 0.3).astype(np.uint8)
+    assert compare(enrolled, pipeline.extract(dim)) >= DEFAULT_THRESHOLD
+
+
 @pytest.mark.parametrize(
     "image, advice",
     [
