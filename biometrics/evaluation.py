@@ -17,7 +17,7 @@ import hashlib
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from biometrics.settings import Settings
@@ -99,21 +99,18 @@ def run_evaluation(
         dask = workers > 1 and importlib.util.find_spec("distributed") is not None
     settings = load_settings(backend=backend, weights=weights, threshold=threshold)
     decision = settings.threshold if settings.threshold is not None else matching.DEFAULT_THRESHOLD
-    scheduler = Scheduler(workers=workers, dask=dask, address=address)
-    cache_dir = template_cache(settings) if cache else None
+    # What both experiments share: the shipped pipeline and matcher, decision, workers, cache.
+    shared: dict[str, Any] = {
+        "threshold": decision,
+        "scheduler": Scheduler(workers=workers, dask=dask, address=address),
+        "cache_dir": template_cache(settings) if cache else None,
+        "progress": progress,
+    }
+    extract = Pipeline(settings).extract_file
     if protocol == "zoo":
         from matching.zoo import evaluate_zoo
 
-        return evaluate_zoo(
-            data_dir,
-            Pipeline(settings).extract_file,
-            matching.compare,
-            out,
-            threshold=decision,
-            scheduler=scheduler,
-            cache_dir=cache_dir,
-            progress=progress,
-        )
+        return evaluate_zoo(data_dir, extract, matching.compare, out, **shared)
     captures = (
         captures_from_csv(mapping, data_dir)
         if mapping
@@ -122,14 +119,11 @@ def run_evaluation(
     return evaluate(
         captures,
         protocol,
-        Pipeline(settings).extract_file,
+        extract,
         matching.compare,
         out,
-        threshold=decision,
-        scheduler=scheduler,
-        cache_dir=cache_dir,
         decode=Template.from_bytes,
-        progress=progress,
         n_resamples=resamples,
         seed=seed,
+        **shared,
     )
