@@ -19,7 +19,12 @@ from biometrics.settings import Settings
 from biometrics.template import Template
 from segmentation.backends import Segmenter, load_segmenter
 from segmentation.imageio import read_image
-from segmentation.preprocessing import CANONICAL_FOV_DIAMETER, Canonical, to_canonical
+from segmentation.preprocessing import (
+    CANONICAL_FOV_DIAMETER,
+    Canonical,
+    colour_for_model,
+    to_canonical,
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Pipeline:
         t0 = time.perf_counter()
         canon = to_canonical(rgb)
         t1 = time.perf_counter()
-        prob = self.segmenter.predict(canon.rgb, canon.fov)
+        prob = self.segmenter.predict(colour_for_model(canon.rgb), canon.fov)
         t2 = time.perf_counter()
         threshold = getattr(self.segmenter, "threshold", 0.5)
         features = extract_features(canon.rgb, canon.fov, prob, threshold=threshold)

@@ -3,13 +3,16 @@
 Points are handled as complex numbers ``x + iy``; a similarity transform is ``p ↦ z·p + t``
 (``|z|`` = scale, ``arg z`` = rotation). Three steps:
 
-1. **Hypotheses**, rotation first: every probe–reference junction pair whose branch-angle
-   signatures agree also says by how much its branch directions are turned; these estimates
-   vote in a full-circle rotation histogram, so any in-plane rotation is found (a tilted
-   head or a handheld camera turns the image far beyond what a fixed search window covers).
-   At the few strongest rotations, and a small scale grid, every pair then votes for a
-   translation (Hough). Only a template pair without usable branch angles falls back to a
-   coarse full-circle grid.
+1. **Hypotheses**, by a Hough vote over rotation *and* translation: every probe–reference
+   junction pair whose branch-angle signatures agree is a possible correspondence, and its
+   branch directions say by how much the probe is turned. Each such pair votes for the
+   translation that superimposes it, under the grid rotations near its own turn, over the
+   full circle: so any in-plane rotation is found (a tilted head or a handheld camera turns
+   the image far beyond what a fixed search window covers), and a rotation wins only when its
+   pairs also agree on where the eye went. (A histogram of the turns alone is not enough:
+   chance pairs of similar-looking junctions pile up at wrong rotations more than the true
+   correspondences do.) The best rotations are then located precisely, at a small scale
+   grid, by a fine translation vote.
 2. **Consensus**: every hypothesis moves all probe junctions at once and counts how many land
    on a reference junction, by lookup in a rasterised tolerance map — no per-hypothesis loop.
 3. **Refinement**: least squares on the junction inliers, then ICP on the dense centreline
@@ -31,25 +34,20 @@ from biometrics.template import Template
 SCALE_RANGE = (0.88, 1.14)
 #: Junction agreement radius (canonical pixels) for consensus.
 JUNCTION_TOL = 5.0
-#: Rotation histogram: bin width, and how many of its peaks become rotation hypotheses.
-ROTATION_BIN = np.deg2rad(4.0)
-ROTATION_PEAKS = 4
-#: Smoothing of the rotation histogram over ±2 bins (the spread of one rotation's votes).
-ROTATION_KERNEL = (1.0, 2.0, 3.0, 2.0, 1.0)
-#: Rotations tried around each histogram peak (the peak is accurate to a few degrees).
-PEAK_OFFSETS = np.deg2rad([-6.0, -3.0, 0.0, 3.0, 6.0])
-#: A pair's branch directions must agree this well (mean resultant length) to vote a rotation.
+#: A pair's branch directions must agree this well (mean resultant length) to know its turn;
+#: pairs that do not vote under every rotation.
 MIN_BRANCH_AGREEMENT = 0.9
-#: A pair votes for translations only under rotations within this of its own branch turn.
-PAIR_TURN_TOL = np.deg2rad(20.0)
-#: Below this total rotation vote the histogram says nothing: search this full-circle grid.
-MIN_ROTATION_VOTES = 2.0
-FALLBACK_ROTATIONS = np.deg2rad(np.arange(0.0, 360.0, 3.0))
+#: Rotation grid of the coarse vote, and how many grid steps either side of its own turn a
+#: pair votes at (branch directions are measured over a few pixels: a true correspondence's
+#: turn is within about ±8° of the rotation).
+ROTATION_STEP = np.deg2rad(4.0)
+ROTATIONS = np.exp(1j * np.arange(0.0, 2 * np.pi - 1e-9, ROTATION_STEP))
+TURN_SPAN = 2
 #: Scale grid of the fine Hough vote.
 SCALES = np.array([0.96, 1.0, 1.04])
 #: Translation bins (pixels) of the coarse and fine vote, and the largest translation
 #: considered, in the disc-anchored frame.
-COARSE_BIN = 16.0
+COARSE_BIN = 32.0
 BIN = 8.0
 MAX_SHIFT = 420.0
 #: Junction pairs whose signature weight is below this do not vote.
@@ -190,7 +188,9 @@ class Branches:
         unit = np.where(k < count[:, None], np.exp(-1j * filled), 0)
         order = (k[None, None, :] + k[None, :, None]) % np.maximum(count, 1)[:, None, None]
         shifted = np.exp(1j * np.take_along_axis(filled[:, None, :], order, axis=2))
-        inside = (k[None, None, :] < count[:, None, None]) & (k[None, :, None] < count[:, None, None])
+        inside = (k[None, None, :] < count[:, None, None]) & (
+            k[None, :, None] < count[:, None, None]
+        )
         return cls(
             _complex(template.junctions),
             _signature(template.junction_angles),
@@ -251,17 +251,16 @@ def _signature(angles: np.ndarray) -> np.ndarray:
 
 
 def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
-    """Candidate transforms (z, t) from rotation then translation voting, (K, 2), strongest first.
+    """Candidate transforms (z, t) from the rotation–translation vote, (K, 2), strongest first.
 
     Every probe–reference junction pair whose branch-angle signatures agree is a possible
     correspondence, weighted by that agreement. Its branch directions say how much the probe
-    is turned (:func:`_pair_rotations`); true correspondences agree on one rotation, chance
-    pairs spread over the circle, so the peaks of the rotation histogram are the rotations
-    worth trying — whatever they are, with no search window. At each, every pair votes for
-    the translation that would superimpose it: coarse ``COARSE_BIN`` bins over the whole
-    shift range pick the ``PEAKS`` best rotations, then ``BIN`` bins around each coarse peak,
-    at each scale, locate the peak precisely. Trying a handful of rotations keeps impostors
-    from gaining by a wide search, and keeps the vote cheap.
+    is turned (:func:`_pair_rotations`); it votes for the translation that would superimpose
+    it at the ``ROTATIONS`` within ``TURN_SPAN`` steps of that turn (a pair without a
+    reliable turn at all of them). Coarse ``COARSE_BIN`` bins over the whole shift range pick
+    the ``PEAKS`` best rotations; ``BIN`` bins around each coarse peak, at each scale, then
+    locate the translation precisely. Each pair votes at a handful of rotations, so the full
+    circle costs about what a fixed window would.
     """
     a, b = branches_of(probe), branches_of(reference)
     weight = np.exp(-np.abs(a.signature[:, None, :] - b.signature[None, :, :]).sum(axis=2) / 0.6)
@@ -269,18 +268,18 @@ def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
     w = weight[ia, ib]
     ca, cb = a.points[ia], b.points[ib]
     turn, agreement = _pair_rotations(a, b, ia, ib)
-    rot, searched = _rotation_hypotheses(turn, agreement, w)
-    # A pair votes under a rotation only if its own branches turned by about that much (or
-    # it has no reliable turn of its own, or the full circle is searched): a true
-    # correspondence always does, most chance pairs never, so the vote is both cleaner and
-    # several times smaller.
-    near = np.stack([rot.real, rot.imag], 1) @ np.stack([np.cos(turn), np.sin(turn)])
-    voter = (near > np.cos(PAIR_TURN_TOL)) | (agreement < MIN_BRANCH_AGREEMENT)[None, :]
-    voter |= searched
-    row, pair = np.nonzero(voter)
+    rot, steps = ROTATIONS, len(ROTATIONS)
+    known = np.flatnonzero(agreement >= MIN_BRANCH_AGREEMENT)
+    unknown = np.flatnonzero(agreement < MIN_BRANCH_AGREEMENT)
+    own = np.rint(turn[known] / ROTATION_STEP).astype(np.int64)
+    span = np.arange(-TURN_SPAN, TURN_SPAN + 1)
+    row = np.concatenate(
+        [((own[:, None] + span) % steps).ravel(), np.tile(np.arange(steps), len(unknown))]
+    )
+    pair = np.concatenate([np.repeat(known, len(span)), np.repeat(unknown, steps)])
     # Coarse: rotations only (a few % of scale moves a point less than a coarse bin).
     t = cb[pair] - rot[row] * ca[pair]
-    coarse, score = _vote(row, t, w[pair], np.zeros(len(rot), complex), MAX_SHIFT, COARSE_BIN)
+    coarse, score = _vote(row, t, w[pair], np.zeros(steps, complex), MAX_SHIFT, COARSE_BIN)
     ri = np.argsort(score)[::-1][:PEAKS]
     # Fine: each good rotation at every scale, in a small window around its coarse peak. Only
     # pairs that voted near that peak can land in the window (a scale step moves a vote by
@@ -322,39 +321,6 @@ def _pair_rotations(
     return np.angle(best), np.where(a.count[ia] == b.count[ib], np.abs(best), 0.0)
 
 
-def _rotation_hypotheses(
-    rotation: np.ndarray, agreement: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, bool]:
-    """Rotations to try, as unit complex numbers, and whether they are the blind fallback
-    grid (then every pair votes under every rotation): around the strongest peaks.
-
-    Votes of pairs whose branches agree (``MIN_BRANCH_AGREEMENT``) fill a circular histogram,
-    smoothed over neighbouring bins; each of the ``ROTATION_PEAKS`` highest local maxima is
-    refined to the weighted circular mean of the votes near it and tried with
-    ``PEAK_OFFSETS``. Without enough votes (no usable branch angles) the full circle is
-    searched on ``FALLBACK_ROTATIONS`` instead.
-    """
-    votes = np.where(agreement >= MIN_BRANCH_AGREEMENT, weight * agreement, 0.0)
-    if votes.sum() < MIN_ROTATION_VOTES:
-        return np.exp(1j * FALLBACK_ROTATIONS), True
-    n = int(round(2 * np.pi / ROTATION_BIN))
-    bins = np.floor(rotation % (2 * np.pi) / ROTATION_BIN).astype(np.int64) % n
-    hist = np.bincount(bins, votes, n)
-    # Branch directions are measured over a few pixels: a true rotation's votes spread over
-    # about ±8°, so the histogram is smoothed over that width (a chance spike in one bin is not).
-    hist = np.convolve(np.concatenate([hist[-2:], hist, hist[:2]]), ROTATION_KERNEL, "valid")
-    peaks = np.flatnonzero((hist >= np.roll(hist, 1)) & (hist > np.roll(hist, -1)))
-    peaks = peaks[np.argsort(hist[peaks])[::-1][:ROTATION_PEAKS]]
-    if not peaks.size:  # a perfectly flat histogram has no peak
-        return np.exp(1j * FALLBACK_ROTATIONS), True
-    # Each peak's rotation: the circular mean of the votes within ±2 bins of it.
-    resultant = np.bincount(bins, votes * np.cos(rotation), n) + 1j * np.bincount(
-        bins, votes * np.sin(rotation), n
-    )
-    centre = np.angle(resultant[(peaks[:, None] + np.arange(-2, 3)[None, :]) % n].sum(axis=1))
-    return np.exp(1j * (centre[:, None] + PEAK_OFFSETS[None, :])).ravel(), False
-
-
 def _vote(
     row: np.ndarray,
     t: np.ndarray,
@@ -367,21 +333,24 @@ def _vote(
 
     Votes are flat: vote ``i`` is translation ``t[i]`` with ``weight[i]`` for hypothesis
     ``row[i]`` (each rotation has its own voters). Only translations within ``reach`` of the
-    hypothesis' ``centre`` count. 2×2 bin neighbourhoods are summed so that a peak split
-    across a bin border is not lost. One ``bincount`` for all hypotheses.
+    hypothesis' ``centre`` count. Each vote counts in the 2×2 bins whose corner it is near,
+    so that a peak split across a bin border is not lost. One ``bincount`` for all
+    hypotheses, on a grid with a spare row and column (where the neighbours of the last bins
+    land, dropped after).
     """
     n = 2 * int(reach / size) + 1
     rel = (t - centre[row]) / size + (n // 2) * (1 + 1j)
-    tx, ty = np.rint(rel.real).astype(np.int32), np.rint(rel.imag).astype(np.int32)
-    rows = len(centre)
-    off = ((tx < 0) | (tx >= n)) | ((ty < 0) | (ty >= n))  # counted in a spare bin, dropped
-    flat = np.where(off, rows * n * n, (row * n + ty) * n + tx)
-    acc = np.bincount(flat, weights=weight, minlength=rows * n * n + 1)[:-1].reshape(rows, n, n)
-    acc[:, 1:, :] += acc[:, :-1, :]
-    acc[:, :, 1:] += acc[:, :, :-1]
+    tx, ty = np.rint(rel.real).astype(np.int64), np.rint(rel.imag).astype(np.int64)
+    rows, side = len(centre), n + 1
+    on = (tx >= 0) & (tx < n) & (ty >= 0) & (ty < n)
+    cell = (row[on] * side + ty[on]) * side + tx[on]
+    cells = np.concatenate([cell, cell + 1, cell + side, cell + side + 1])
+    acc = np.bincount(cells, np.tile(weight[on], 4), rows * side * side)
+    grid = acc.reshape(rows, side, side)
+    grid[:, n, :] = grid[:, :, n] = -1.0  # the spare row and column never win (in place: no copy)
     per_row = acc.reshape(rows, -1)
     best = per_row.argmax(axis=1)
-    by, bx = np.unravel_index(best, (n, n))
+    by, bx = np.unravel_index(best, (side, side))
     shift = centre + ((bx - n // 2 - 0.5) + 1j * (by - n // 2 - 0.5)) * size
     return shift, per_row[np.arange(rows), best]
 

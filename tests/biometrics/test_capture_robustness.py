@@ -13,7 +13,7 @@ from biometrics.errors import FailureToAcquire
 from biometrics.pipeline import Pipeline
 from matching import DEFAULT_THRESHOLD, compare
 from segmentation.imageio import read_image
-from segmentation.preprocessing import fov_circle, fov_mask
+from segmentation.preprocessing import colour_for_model, fov_circle, fov_mask
 
 
 def _disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
@@ -126,6 +126,28 @@ def test_clipped_fov_sample_is_acquired_and_matches(pipeline, photos, enrolled):
     shifted = np.zeros_like(rgb)
     shifted[: h - dy, : w - dx] = rgb[dy:, dx:]
     assert compare(enrolled, pipeline.extract(shifted)) >= DEFAULT_THRESHOLD
+
+
+@pytest.mark.parametrize("green_only", [False, True], ids=["grey", "green-only"])
+def test_red_free_sample_matches_its_colour_enrolment(pipeline, photos, enrolled, green_only):
+    """A green-filter camera: grey (or green-only) pictures are segmented like colour ones."""
+    rgb = photos["eye_a_3"].copy()
+    if green_only:
+        rgb[..., 0] = rgb[..., 2] = 0
+    else:
+        rgb = np.repeat(rgb[..., 1:2], 3, axis=2)
+    assert compare(enrolled, pipeline.extract(rgb)) >= DEFAULT_THRESHOLD + 0.1
+
+
+def test_colour_for_model_keeps_colour_and_renders_red_free():
+    colour = fundus(0)[0]
+    assert colour_for_model(colour) is colour
+    grey = np.repeat(colour[..., 1:2], 3, axis=2)
+    rendered = colour_for_model(grey)
+    assert np.array_equal(rendered[..., 1], grey[..., 1])
+    inside = grey[..., 1] > 40
+    assert rendered[..., 0][inside].mean() > 1.5 * grey[..., 1][inside].mean()
+    assert rendered[..., 2][inside].mean() < 0.7 * grey[..., 1][inside].mean()
 
 
 def test_dim_sharp_sample_is_acquired_and_matches(pipeline, photos, enrolled):
