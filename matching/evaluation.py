@@ -193,6 +193,13 @@ def _chunks(pairs: np.ndarray, workers: int) -> list[np.ndarray]:
     return [pairs[i : i + size] for i in range(0, len(pairs), size)]
 
 
+#: Dask settings for an evaluation: comms may stay silent for minutes on a loaded machine.
+DASK_PATIENCE = {
+    "distributed.comm.timeouts.connect": "120s",
+    "distributed.comm.timeouts.tcp": "600s",
+}
+
+
 def _import_distributed() -> Any:
     try:
         import distributed
@@ -232,19 +239,12 @@ def _run_chunks(
 
     if scheduler.uses_dask:
         distributed = _import_distributed()
-        client = _dask_client(distributed, scheduler)
-        try:
-            futures = {
-                client.submit(_compare_chunk, compare, c, needed(c), pure=False): i
-                for i, c in enumerate(chunks)
-            }
-            for future in distributed.as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            cluster = client.cluster if scheduler.address is None else None
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        import dask
+
+        # A long evaluation on a busy machine can starve the event loops for longer than
+        # Dask's default 30 s of comm silence, and the run would be lost near its end.
+        with dask.config.set(DASK_PATIENCE):
+            yield from _run_on_dask(distributed, compare, chunks, needed, scheduler)
     elif scheduler.workers > 1:
         with ProcessPoolExecutor(max_workers=scheduler.workers) as pool:
             futures = {
@@ -255,6 +255,29 @@ def _run_chunks(
     else:
         for i, c in enumerate(chunks):
             yield i, _compare_chunk(compare, c, needed(c))
+
+
+def _run_on_dask(
+    distributed: Any,
+    compare: Callable[[T, T], float],
+    chunks: list[np.ndarray],
+    needed: Callable[[np.ndarray], dict[int, T]],
+    scheduler: Scheduler,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Chunks as Dask tasks, each with the templates it needs; the cluster is ours to close."""
+    client = _dask_client(distributed, scheduler)
+    try:
+        futures = {
+            client.submit(_compare_chunk, compare, c, needed(c), pure=False): i
+            for i, c in enumerate(chunks)
+        }
+        for future in distributed.as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        cluster = client.cluster if scheduler.address is None else None
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def compare_pairs(
