@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -59,6 +59,9 @@ from enrollment.keys import Keyring, KeySource, key_source
 from enrollment.models import AuditEvent, Meta, TemplateRecord, User
 from enrollment.policy import LockoutPolicy
 from enrollment.record import context, key_id_of, seal, unseal
+
+if TYPE_CHECKING:
+    from matching.protected import TransformKey
 
 SECRET_BYTES = 32
 SECRET_META = "secret"
@@ -114,6 +117,7 @@ class TemplateStore:
         self._pseudonym_key = _subkey(secret, b"pseudonym")
         self._audit_key = _subkey(secret, b"audit")
         self._state_key = _subkey(secret, b"state")
+        self._transform_secret = _subkey(secret, b"protected transform")
 
     # --- opening --------------------------------------------------------------------------
 
@@ -425,6 +429,18 @@ class TemplateStore:
     def identity(self, user_id: str) -> tuple[str, str]:
         """(normalised id, pseudonym) of a user id: the one HMAC a claim needs."""
         return self._pseudonym(user_id)
+
+    def transform_key(self, generation: int) -> TransformKey:
+        """The protected-template transform key of this deployment, renewal ``generation``.
+
+        Derived from the deployment secret like the pseudonym and audit keys, so it is held
+        exactly as they are (sealed under the data key, kept across data-key rotations, never
+        logged: :class:`TransformKey` hides it from ``repr``). A higher generation is a new,
+        unrelated key: references made under it cannot be linked to the old ones.
+        """
+        from matching.protected import TransformKey  # numpy and OpenCV: only when used
+
+        return TransformKey(self._transform_secret, generation)
 
     def open_references(self, row_ids: Sequence[int]) -> tuple[dict[int, bytes], dict[int, str]]:
         """Decrypted templates of capture rows (a 1:1 claim or a 1:N shortlist), and why each
