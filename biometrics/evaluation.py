@@ -16,10 +16,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from biometrics.settings import Settings
     from matching.evaluation import Evaluation
 
@@ -79,14 +82,17 @@ def run_evaluation(
     resamples: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    protected: bool = False,
 ) -> Evaluation:
     """Run ``protocol`` over the captures in ``data_dir`` and write its report into ``out``.
 
     Captures are labelled by ``mapping`` (a CSV) or by the file-name regex ``pattern``
     (default: RIDB's names); the ``zoo`` protocol finds its data sets under ``data_dir``
     itself. ``dask=None`` compares on a local Dask cluster when ``distributed`` is installed
-    and ``workers > 1``, else in a process pool. Returns a
-    :class:`matching.evaluation.Evaluation` (summary and the files written).
+    and ``workers > 1``, else in a process pool. ``protected`` scores protected templates
+    (:mod:`matching.protected`, under a key drawn for this run; threshold default
+    ``PROTECTED_THRESHOLD``) instead of the plain matcher, from the same cached templates.
+    Returns a :class:`matching.evaluation.Evaluation` (summary and the files written).
     """
     import matching
     from biometrics.pipeline import Pipeline
@@ -99,6 +105,12 @@ def run_evaluation(
         dask = workers > 1 and importlib.util.find_spec("distributed") is not None
     settings = load_settings(backend=backend, weights=weights, threshold=threshold)
     decision = settings.threshold if settings.threshold is not None else matching.DEFAULT_THRESHOLD
+    compare: Callable[[Template, Template], float] = matching.compare
+    if protected:
+        from matching.protected import PROTECTED_THRESHOLD, ProtectedComparator, TransformKey
+
+        compare = ProtectedComparator(TransformKey(os.urandom(32)))
+        decision = threshold if threshold is not None else PROTECTED_THRESHOLD
     # What both experiments share: the shipped pipeline and matcher, decision, workers, cache.
     shared: dict[str, Any] = {
         "threshold": decision,
@@ -110,7 +122,7 @@ def run_evaluation(
     if protocol == "zoo":
         from matching.zoo import evaluate_zoo
 
-        return evaluate_zoo(data_dir, extract, matching.compare, out, **shared)
+        return evaluate_zoo(data_dir, extract, compare, out, **shared)
     captures = (
         captures_from_csv(mapping, data_dir)
         if mapping
@@ -120,7 +132,7 @@ def run_evaluation(
         captures,
         protocol,
         extract,
-        matching.compare,
+        compare,
         out,
         decode=Template.from_bytes,
         n_resamples=resamples,

@@ -117,6 +117,12 @@ def evaluate_command(
     ),
     resamples: int = typer.Option(1000, help="Bootstrap replicates for the 95 % intervals."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    protected: bool = typer.Option(
+        False,
+        "--protected",
+        help="Score protected templates (keyed, renewable; a fresh key per run) instead of "
+        "the plain matcher; threshold default: the protected one.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Evaluate the matcher on a labelled folder: scores file, error rates, DET and histograms."""
@@ -146,6 +152,7 @@ def evaluate_command(
             resamples=resamples,
             seed=seed,
             progress=not as_json,
+            protected=protected,
         )
         if not as_json:
             if protocol == "zoo":
@@ -156,7 +163,12 @@ def evaluate_command(
                 console.print(_table(result.summary))
         written = ", ".join(str(p) for p in result.files.values())
         emit(
-            {"ok": True, **result.summary, "out": str(Path(out) / protocol)},
+            {
+                "ok": True,
+                **result.summary,
+                "protected": protected,
+                "out": str(Path(out) / protocol),
+            },
             line("wrote {files}", files=written),
             as_json=as_json,
         )

@@ -67,3 +67,26 @@ def test_demo_without_its_samples_is_an_internal_error(env, monkeypatch):
     result = CliRunner().invoke(app, ["demo", "--json"])
     assert result.exit_code == 3
     assert json.loads(result.stdout)["error"] == "demo samples are missing from this installation"
+
+
+def test_protected_evaluation_scores_the_protected_domain(env):
+    """``retauth evaluate --protected``: the same captures and cache, protected scores, the
+    protected threshold; the bundled genuine pairs pass it and the impostors do not."""
+    from matching.protected import PROTECTED_THRESHOLD
+
+    data = env / "data"
+    data.mkdir()
+    for path in sample_images().values():
+        shutil.copy(path, data / path.name)
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", str(data), "--pattern", PATTERN, "--out", str(env / "out"), "--protected"]
+        + ["--workers", "1", "--resamples", "20", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["protected"] is True
+    assert summary["comparisons"] == {"genuine": 3, "impostor": 3, "not_made": 0}
+    at = summary["at_threshold"]
+    assert at["threshold"] == PROTECTED_THRESHOLD
+    assert at["fmr"] == 0.0 and at["fnmr"] == 0.0
