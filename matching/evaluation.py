@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,10 +182,22 @@ def extract_templates(
 
 
 def _compare_chunk(
-    compare: Callable[[T, T], float], pairs: np.ndarray, templates: dict[int, T]
+    compare: Callable[[T, T], float], pairs: np.ndarray, templates: Mapping[int, T]
 ) -> np.ndarray:
     """Scores of one chunk of (reference, probe) pairs; runs in a worker."""
     return np.array([compare(templates[r], templates[p]) for r, p in pairs], dtype=np.float64)
+
+
+#: The templates of a process-pool worker, installed once when it starts.
+_installed: dict[int, Any] = {}
+
+
+def _install(templates: Mapping[int, Any]) -> None:
+    _installed.update(templates)
+
+
+def _compare_installed(compare: Callable[[T, T], float], pairs: np.ndarray) -> np.ndarray:
+    return _compare_chunk(compare, pairs, _installed)
 
 
 def _chunks(pairs: np.ndarray, workers: int) -> list[np.ndarray]:
@@ -234,9 +246,9 @@ def _run_chunks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(chunk index, scores)`` as chunks complete, on the chosen scheduler."""
 
-    def needed(chunk: np.ndarray) -> dict[int, T]:
-        return {int(i): templates[i] for i in np.unique(chunk)}
-
+    # Every worker gets the templates once, not each chunk a copy of the ones it needs: a
+    # zoo's 100 chunks would otherwise ship (and build matcher data for) ~100 copies of them.
+    present = {i: t for i, t in enumerate(templates) if t is not None}
     if scheduler.uses_dask:
         distributed = _import_distributed()
         import dask
@@ -244,31 +256,33 @@ def _run_chunks(
         # A long evaluation on a busy machine can starve the event loops for longer than
         # Dask's default 30 s of comm silence, and the run would be lost near its end.
         with dask.config.set(DASK_PATIENCE):
-            yield from _run_on_dask(distributed, compare, chunks, needed, scheduler)
+            yield from _run_on_dask(distributed, compare, chunks, present, scheduler)
     elif scheduler.workers > 1:
-        with ProcessPoolExecutor(max_workers=scheduler.workers) as pool:
-            futures = {
-                pool.submit(_compare_chunk, compare, c, needed(c)): i for i, c in enumerate(chunks)
-            }
+        with ProcessPoolExecutor(
+            max_workers=scheduler.workers, initializer=_install, initargs=(present,)
+        ) as pool:
+            futures = {pool.submit(_compare_installed, compare, c): i for i, c in enumerate(chunks)}
             for future in as_completed(futures):
                 yield futures[future], future.result()
     else:
         for i, c in enumerate(chunks):
-            yield i, _compare_chunk(compare, c, needed(c))
+            yield i, _compare_chunk(compare, c, present)
 
 
 def _run_on_dask(
     distributed: Any,
     compare: Callable[[T, T], float],
     chunks: list[np.ndarray],
-    needed: Callable[[np.ndarray], dict[int, T]],
+    templates: dict[int, T],
     scheduler: Scheduler,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Chunks as Dask tasks, each with the templates it needs; the cluster is ours to close."""
+    """Chunks as Dask tasks over templates scattered once to every worker (the cluster, if
+    this call started it, is closed at the end)."""
     client = _dask_client(distributed, scheduler)
     try:
+        [shared] = client.scatter([templates], broadcast=True)
         futures = {
-            client.submit(_compare_chunk, compare, c, needed(c), pure=False): i
+            client.submit(_compare_chunk, compare, c, shared, pure=False): i
             for i, c in enumerate(chunks)
         }
         for future in distributed.as_completed(futures):
