@@ -209,7 +209,7 @@ class Template:
         ends = np.cumsum(sizes)
         before = total[np.concatenate([[0], ends[:-1]])]
         coords = (total[1:] - np.repeat(before, sizes, axis=0)).astype(np.float32) / 2
-        polys = tuple(np.split(coords, ends[:-1]))
+        polys = tuple(coords[a:b] for a, b in zip(ends - sizes, ends, strict=True))  # views
         angles = np.where(ang == 255, np.nan, ang.astype(np.float32) / 254 * 2 * np.pi - np.pi)
         return cls(
             xy, kind.copy(), cal, angles.astype(np.float32), edges, ecal, polys, _SIDES[side]
