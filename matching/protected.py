@@ -16,8 +16,8 @@ protected variant 2P-MCC (Ferrara, Maltoni, Cappelli 2012/2014), adapted to vess
 2. **Keyed binarisation** (:func:`protect`): every descriptor is projected on
    :data:`BITS` keyed Gaussian directions (:class:`TransformKey`) and only the signs are
    kept (random-hyperplane hashing): the fraction of equal bits estimates the angle between
-   two descriptors under the same key, a descriptor is reduced from 256 values to 128 signs
-   (a many-to-one map), and two keys give independent bits. A stored reference keeps
+   two descriptors under the same key, 256 real values become 256 signs (a many-to-one
+   map: magnitudes are lost), and two keys give independent bits. A stored reference keeps
    :data:`REFERENCE_ROWS` descriptors drawn at random, so every record has the same
    number of rows, and rows are sorted by their bit pattern, so not even the order of the
    junctions in the graph survives. A probe (:func:`protect_probe`) keeps all of its own.
@@ -56,14 +56,22 @@ RADIUS = 72.0
 GRID = 8
 DIRECTIONS = 4
 DIMENSION = GRID * GRID * DIRECTIONS
-#: Signs kept per descriptor: 64 bits left RIDB pairs in error (EER 0.3 %), 128 none.
-BITS = 128
+#: Signs kept per descriptor. 64 left RIDB pairs in error (EER 0.3 %); 128 none, but zoo
+#: impostors (DRIVE/HRF/CHASE_DB1 and mirror images) reached 0.792 against a weakest RIDB
+#: genuine 0.769; 256 (one sign per descriptor value: quantisation, no reduction) kept every
+#: zoo impostor (max 0.755) under the weakest genuine (0.760), d' 6.9 -> 7.5.
+BITS = 256  # a multiple of 64: rows are compared as 64-bit words
 #: Descriptors a stored reference keeps, drawn at random from the capture's (RIDB captures
 #: carry 127-317, one per junction branch). Every reference has exactly this many rows, so
 #: their number, which no key changes, cannot link two references of one eye
 #: (``benchmarks/protected_templates.py`` measured D↔sys 0.29 from counts alone); RIDB
 #: stays at 0 % EER with 96 or 128 random rows.
 REFERENCE_ROWS = 128
+#: Fewest of those rows that are descriptors; the rest, a random number per record, is chaff.
+#: The angles between one record's own rows survive any key, so their distribution linked
+#: two references of one eye across keys (D↔sys 0.15 with every row a descriptor); a random
+#: share of chaff brought that to 0.04 on RIDB, for a weakest genuine 0.758 -> 0.754.
+MIN_DESCRIPTOR_ROWS = 96
 #: A probe is never stored and keeps all its descriptors, up to this many (most vessel first).
 PROBE_ROWS = 384
 #: Share of the smaller record's rows whose best local similarities are averaged (MCC's
@@ -86,10 +94,13 @@ RECORD_SIZE = _HEADER.size + REFERENCE_ROWS * BITS // 8
 #: HASH_BITS. RIDB probes against 10 references and 700 variants of other eyes ranked their
 #: mate at most 3rd with 12-bit words (8 bits: 639th; 16 bits: 13th).
 HASH_BITS = 12
-TABLES = BITS // HASH_BITS
+#: Tables of the index, on the first TABLES * HASH_BITS bits (more would only grow it).
+TABLES = 10
 #: Accept threshold of a protected comparison (set from RIDB 1-10 by
 #: ``benchmarks/protected_templates.py``; it is not the unprotected matcher's threshold).
 PROTECTED_THRESHOLD = 0.76
+#: References whose bit comparisons are computed together (bounds temporaries).
+_GROUP = 8
 #: Records the exact comparison scores after the shortlist.
 SHORTLIST = 32
 
@@ -141,11 +152,7 @@ class ProtectedTemplate:
 
     @property
     def signs(self) -> np.ndarray:
-        """(C, BITS) float32 ±1 view for the comparison's matrix products.
-
-        Not cached: at 150 KB a record it would cost a 10,000-record gallery 1.5 GB, while
-        unpacking the few records a search scores takes microseconds.
-        """
+        """(C, BITS) float32 ±1 view, for the attack metrics' projections (not cached)."""
         return np.unpackbits(self.bits, axis=1).astype(np.float32) * 2.0 - 1.0
 
     def to_bytes(self) -> bytes:
@@ -288,14 +295,14 @@ def protect(
 ) -> ProtectedTemplate:
     """The stored reference of ``template`` under ``key``: REFERENCE_ROWS rows.
 
-    The rows are descriptors drawn at random, fresh at every enrolment (``rng`` only for
-    reproducible tests), so two references of one capture do not even share their choice of
-    junctions. A capture with fewer descriptors is filled up with random bit rows, not with
-    repeats: a repeated row would count twice among the best matches, and small references
-    (cropped or sparse captures) then outscored genuine pairs. A random row is about half
-    similar to anything and never among the best. The record is as long as any, but whoever
-    opens it could still tell chaff (unbiased bits) from descriptors, so a small capture
-    remains recognisable as small.
+    Between MIN_DESCRIPTOR_ROWS and REFERENCE_ROWS of the rows (a random number) are
+    descriptors drawn at random, fresh at every enrolment (``rng`` only for reproducible
+    tests), so two references of one capture do not even share their choice of junctions.
+    The rest is chaff: random bit rows, never repeats (a repeated row would count twice
+    among the best matches, and small references, of cropped or sparse captures, then
+    outscored genuine pairs). A random row is about half similar to anything and never
+    among the best. The record is as long as any; whoever opens it and can tell chaff
+    (unbiased bits) from descriptors learns a lower bound of the capture's descriptors.
     """
     return reference_from(cylinders(template).values, key, rng)
 
@@ -305,7 +312,7 @@ def reference_from(
 ) -> ProtectedTemplate:
     """A reference from descriptors already computed (:func:`protect` does the rest)."""
     rng = rng or np.random.default_rng()
-    pick = rng.permutation(len(desc))[:REFERENCE_ROWS]
+    pick = rng.permutation(len(desc))[: rng.integers(MIN_DESCRIPTOR_ROWS, REFERENCE_ROWS + 1)]
     chaff = rng.integers(0, 256, (REFERENCE_ROWS - len(pick), BITS // 8), dtype=np.uint8)
     return protect_descriptors(desc[pick], key, chaff)
 
@@ -317,13 +324,30 @@ def protect_probe(template: Template, key: TransformKey) -> ProtectedTemplate:
     return protect_descriptors(desc.values[keep], key)
 
 
-def _pad(records: list[ProtectedTemplate]) -> tuple[np.ndarray, np.ndarray]:
-    """(n, C_max, BITS) ±1 signs of several records, zero-padded, and their counts."""
+def _words(records: list[ProtectedTemplate]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, C_max, BITS / 64) packed rows of several records as uint64, zero-padded; counts."""
     counts = np.array([len(r.bits) for r in records], np.int64)
-    out = np.zeros((len(records), int(counts.max()), BITS), np.float32)
+    out = np.zeros((len(records), int(counts.max()), BITS // 64), np.uint64)
     mask = np.arange(out.shape[1]) < counts[:, None]
-    out[mask] = np.concatenate([r.signs for r in records])
+    out[mask] = np.concatenate([r.bits for r in records]).view(np.uint64)
     return out, counts
+
+
+def _equal_bits(words: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """(n, C, C') fraction of equal bits of every (reference row, probe row) pair.
+
+    XOR and popcount on 64-bit words, not a float product: a multi-threaded BLAS waits for
+    its second thread, which on a busy core cost a 1:1 comparison 16 ms instead of 0.4 ms.
+    References go in groups of :data:`_GROUP` to bound the temporary arrays (~25 MB).
+    """
+    out = np.empty((len(words), words.shape[1], len(query)), np.float32)
+    for start in range(0, len(words), _GROUP):
+        part = words[start : start + _GROUP]
+        distance = np.zeros(out[start : start + _GROUP].shape, np.uint16)
+        for w in range(words.shape[2]):
+            distance += np.bitwise_count(part[:, :, None, w] ^ query[None, None, :, w])
+        out[start : start + _GROUP] = 1.0 - distance / np.float32(BITS)
+    return out
 
 
 def _top_mean(best: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -337,15 +361,12 @@ def _top_mean(best: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def similarity(references: list[ProtectedTemplate], probe: ProtectedTemplate) -> np.ndarray:
     """Local-similarity-sort score in [0, 1] of ``probe`` against each reference.
 
-    One matrix product gives every (reference descriptor, probe descriptor) dot product of
-    ±1 signs; ``(dot / BITS + 1) / 2`` is their fraction of equal bits.
+    The local similarity of two descriptors is their fraction of equal bits.
     """
-    signs, counts = _pad(references)
-    query = probe.signs
-    # One flat product: NumPy runs a stacked (n, C, B) @ (B, C') as n small ones, ~10x slower.
-    flat = signs.reshape(-1, BITS) @ query.T
-    local = (flat.reshape(len(references), -1, len(query)) / BITS + 1.0) / 2.0
-    pad = np.arange(signs.shape[1]) >= counts[:, None]
+    words, counts = _words(references)
+    query = np.ascontiguousarray(probe.bits).view(np.uint64)
+    local = _equal_bits(words, query)
+    pad = np.arange(words.shape[1]) >= counts[:, None]
     local[pad] = -np.inf
     # As MCC's n_P: both sides average the same number of best matches, a share of the
     # smaller record, since at most that many descriptors can have a counterpart.
@@ -384,12 +405,14 @@ class ProtectedGallery:
         self.records = records
         n = len(records)
         codes = np.stack([_bucket_codes(r.bits) for r in records]).reshape(n, -1)
-        # one posting per (bucket, record), sorted by bucket
+        # one posting per (bucket, record), sorted by bucket; runs of one bucket found in
+        # one pass over the sorted array (a second np.unique would sort it again)
         postings = np.unique(codes * n + np.arange(n)[:, None])
         self._owner = (postings % n).astype(np.int32)
-        self._bucket, self._start, counts = np.unique(
-            postings // n, return_index=True, return_counts=True
-        )
+        bucket = postings // n
+        self._start = np.flatnonzero(np.diff(bucket, prepend=-1))
+        self._bucket = bucket[self._start]
+        counts = np.diff(self._start, append=len(bucket))
         self._count = counts
         self._idf = np.log(n / counts)
 

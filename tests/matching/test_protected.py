@@ -99,7 +99,7 @@ def test_projection_is_a_fixed_function_of_the_key():
     p = TransformKey(b"k" * 32).projection
     assert p.shape == (256, BITS) and p.dtype == np.float32
     assert np.array_equal(p, TransformKey(b"k" * 32).projection)
-    assert np.allclose(p[0, :3], [-0.9418553, 1.6000999, -0.886774], atol=1e-6)
+    assert np.allclose(p[0, :3], [-0.3007881, 0.5793041, -0.0671966], atol=1e-6)
     assert abs(float(p.mean())) < 0.02 and abs(float(p.std()) - 1.0) < 0.02
     other = TransformKey(b"k" * 32, generation=1).projection
     assert abs(float(np.corrcoef(p.ravel(), other.ravel())[0, 1])) < 0.02
@@ -150,12 +150,12 @@ def test_renewed_reference_is_unlinkable_to_the_old(samples):
     """After renewal (a new key), the old reference no longer matches, not even the same
     capture, while the new reference works; cross-key mated scores look like non-mated."""
     old = _ref(samples["eye_a_1"], KEY)
-    new = _ref(samples["eye_a_1"], RENEWED)
+    new = _ref(samples["eye_a_1"], RENEWED, seed=1)  # one seed would repeat the chaff rows
     probe = protect_probe(samples["eye_a_2"], RENEWED)
     assert compare_protected(new, probe) >= PROTECTED_THRESHOLD
     assert compare_protected(old, probe) < PROTECTED_THRESHOLD
     leaked = compare_protected(new, old)  # the same capture, two keys
-    stranger = compare_protected(new, _ref(samples["eye_b_1"], KEY))
+    stranger = compare_protected(new, _ref(samples["eye_b_1"], KEY, seed=2))
     assert leaked < PROTECTED_THRESHOLD
     assert abs(leaked - stranger) < 0.03
 
