@@ -107,12 +107,13 @@ class Raster:
         self._grid = np.full((h, w), 255, np.uint8)
         ij = np.rint(points - self.offset).astype(np.int64)
         self._grid[ij[:, 1], ij[:, 0]] = 0
-        self._on = np.unique(ij[:, 1] * w + ij[:, 0])  # centreline pixels, row-major order
         # Quarter pixels, floored, saturating at 63.75 px: a quarter of the float map's memory
         # (the engine keeps several references' maps), and exact for every tolerance the
         # matcher compares with (multiples of 1/4 px below the saturation).
         dist = cv2.distanceTransform(self._grid, cv2.DIST_L2, 5)
-        self.dist = np.minimum(dist * DIST_STEPS, 255).astype(np.uint8)
+        np.multiply(dist, DIST_STEPS, out=dist)  # in place: a fresh ~1 MB array costs page faults
+        np.minimum(dist, 255, out=dist)
+        self.dist = dist.astype(np.uint8)
 
     @cached_property
     def _nearest(self) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +123,8 @@ class Raster:
         )
         # Label k (1-based) is the k-th centreline pixel in row-major order.
         w = self.shape[1]
-        xy = np.stack([self._on % w, self._on // w], 1)
+        on = np.flatnonzero(self._grid.ravel() == 0)
+        xy = np.stack([on % w, on // w], 1)
         return labels, np.concatenate([[[0, 0]], xy]).astype(np.float32)
 
     def _cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
