@@ -34,6 +34,18 @@ def _enrol_two(store: TemplateStore) -> dict[str, int]:
         return dict(zip(("alice", "bob"), ids, strict=True))
 
 
+def _sealed(store: TemplateStore, row: int) -> bytes:
+    with store.engine.connect() as conn:
+        query = select(TemplateRecord.record).where(TemplateRecord.id == row)
+        return conn.execute(query).scalar_one()
+
+
+def _put(store: TemplateStore, row: int, blob: bytes) -> None:
+    """Write a sealed record straight into a row, as someone without the key could."""
+    with store.engine.begin() as conn:
+        conn.execute(update(TemplateRecord).where(TemplateRecord.id == row).values(record=blob))
+
+
 def test_protected_record_round_trips_through_the_store(store) -> None:
     record = _record(store, "eye0")
     store.enroll("alice", [record])
@@ -48,14 +60,8 @@ def test_protected_record_round_trips_through_the_store(store) -> None:
 
 def test_flipped_bit_in_a_protected_record_is_detected(store) -> None:
     rows = _enrol_two(store)
-    with store.engine.begin() as conn:
-        blob = conn.execute(
-            select(TemplateRecord.record).where(TemplateRecord.id == rows["alice"])
-        ).scalar_one()
-        flipped = blob[:-40] + bytes([blob[-40] ^ 1]) + blob[-39:]
-        conn.execute(
-            update(TemplateRecord).where(TemplateRecord.id == rows["alice"]).values(record=flipped)
-        )
+    blob = _sealed(store, rows["alice"])
+    _put(store, rows["alice"], blob[:-40] + bytes([blob[-40] ^ 1]) + blob[-39:])
     opened, problems = store.open_references(list(rows.values()))
     assert set(problems) == {rows["alice"]}
     assert set(opened) == {rows["bob"]}
@@ -63,13 +69,7 @@ def test_flipped_bit_in_a_protected_record_is_detected(store) -> None:
 
 def test_protected_record_moved_to_another_user_is_detected(store) -> None:
     rows = _enrol_two(store)
-    with store.engine.begin() as conn:
-        blob = conn.execute(
-            select(TemplateRecord.record).where(TemplateRecord.id == rows["alice"])
-        ).scalar_one()
-        conn.execute(
-            update(TemplateRecord).where(TemplateRecord.id == rows["bob"]).values(record=blob)
-        )
+    _put(store, rows["bob"], _sealed(store, rows["alice"]))
     opened, problems = store.open_references([rows["bob"]])
     assert set(problems) == {rows["bob"]} and not opened
 
