@@ -17,18 +17,18 @@ protected variant 2P-MCC (Ferrara, Maltoni, Cappelli 2012/2014), adapted to vess
    :data:`BITS` keyed Gaussian directions (:class:`TransformKey`) and only the signs are
    kept (random-hyperplane hashing): the fraction of equal bits estimates the angle between
    two descriptors under the same key, 256 real values become 256 signs (a many-to-one
-   map: magnitudes are lost), and two keys give independent bits. A stored reference keeps
-   :data:`REFERENCE_ROWS` descriptors drawn at random, so every record has the same
-   number of rows, and rows are sorted by their bit pattern, so not even the order of the
-   junctions in the graph survives. A probe (:func:`protect_probe`) keeps all of its own.
+   map: magnitudes are lost), and two keys give independent bits. A stored reference has
+   :data:`REFERENCE_ROWS` rows, descriptors drawn at random plus random chaff, so every
+   record has the same number of rows, and rows are sorted by their bit pattern, so not
+   even the order of the junctions in the graph survives. A probe (:func:`protect_probe`)
+   keeps all of its own descriptors.
 
 Comparison (:func:`compare_protected`) is the local similarity sort of MCC: every descriptor
 of one side takes its best Hamming similarity among the other side's, and the score is the
 mean of the best of them (a share :data:`LSS_FRACTION` of the smaller record), averaged
-over both directions. The same
-batched kernel scores a shortlist in 1:N (:class:`ProtectedGallery`), whose shortlist comes
-from locality-sensitive buckets of the protected bits themselves (no unprotected vector is
-needed at identification time).
+over both directions. The same batched kernel scores a shortlist in 1:N
+(:class:`ProtectedGallery`), whose shortlist comes from locality-sensitive buckets of the
+protected bits themselves (no unprotected vector is needed at identification time).
 
 Renewal issues a new :class:`TransformKey` (a new generation): references made under
 another key score like strangers (measured by :mod:`matching.protected_metrics` and
