@@ -76,7 +76,14 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     value = cv2.GaussianBlur(rgb.max(axis=2), (0, 0), 2)
     otsu, _ = cv2.threshold(value, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     low, high = value[value <= otsu], value[value > otsu]
+    # The surround's level: the darker mode's, or, where lower, that of the frame corners (a
+    # fundus camera leaves them dark) when all four agree: a dim retinal periphery (red-free
+    # captures of large fields) can fall in the darker mode and lift its median above the
+    # true surround, while corners that disagree (an uneven surround) say nothing reliable.
     surround = float(np.median(low)) if low.size else 0.0
+    corners = _corner_levels(value)
+    if corners.max() - corners.min() < FOV_MIN_CONTRAST:
+        surround = min(surround, float(np.median(corners)))
     retina = float(np.median(high)) if high.size else surround
     if retina - surround < FOV_MIN_CONTRAST:
         # One tone: lit all over (no camera surround at all) or dark all over (no retina).
@@ -95,6 +102,14 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     filled = np.zeros_like(mask)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     return filled.astype(bool)
+
+
+def _corner_levels(value: np.ndarray) -> np.ndarray:
+    """Median level of each frame corner (patches of 1/20 of the shorter side)."""
+    h, w = value.shape
+    k = max(2, min(h, w) // 20)
+    corners = [value[:k, :k], value[:k, -k:], value[-k:, :k], value[-k:, -k:]]
+    return np.array([np.median(c) for c in corners])
 
 
 def fov_circle(fov: np.ndarray) -> tuple[float, float, float]:

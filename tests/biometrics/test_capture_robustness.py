@@ -69,6 +69,17 @@ def test_fov_is_found_whatever_the_surround(perturb):
     assert _iou(fov_mask(image), TRUTH) > 0.97
 
 
+def test_fov_keeps_a_dim_periphery_that_outweighs_the_surround():
+    """A wide red-free field whose dim rim covers more of the frame than the surround does
+    (HRF in green light): the darker histogram mode is then mostly retina, and only the
+    frame corners still show the surround's level."""
+    y, x = np.ogrid[:400, :400]
+    r = np.hypot(x - 200, y - 200)
+    grey = np.where(r < 130, 120, np.where(r < 190, 40, 5)).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    assert _iou(fov_mask(rgb), r < 190) > 0.97
+
+
 def test_fov_notch_and_specks_are_ignored():
     image = fundus(0)[0]
     cv2.rectangle(image, (SIZE // 2 - 10, SIZE // 2 - RADIUS - 5), (SIZE // 2 + 10, 60), 0, -1)
