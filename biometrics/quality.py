@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from biometrics.errors import FailureToAcquire
-from segmentation.preprocessing import fov_mask
+from segmentation.preprocessing import corner_patches, fov_mask
 
 #: Minimum share of the frame covered by the field of view.
 MIN_FOV_FRACTION = 0.2
@@ -125,10 +125,7 @@ def assess(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray, junctions: int
 
 def _corners_dark(fov: np.ndarray) -> bool:
     """Fundus cameras image a disc: at least three frame corners lie outside the FOV."""
-    h, w = fov.shape
-    k = max(2, min(h, w) // 20)
-    corners = [fov[:k, :k], fov[:k, -k:], fov[-k:, :k], fov[-k:, -k:]]
-    return sum(float(c.mean()) < 0.5 for c in corners) >= 3
+    return sum(float(c.mean()) < 0.5 for c in corner_patches(fov)) >= 3
 
 
 def _focus(green: np.ndarray, fov: np.ndarray) -> float:

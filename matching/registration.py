@@ -104,26 +104,31 @@ class Raster:
         self.offset = lo.astype(np.float32)
         w, h = (np.ceil(hi - lo).astype(int) + 1).tolist()
         self.shape = (h, w)
-        self._grid = np.full((h, w), 255, np.uint8)
+        grid = np.full((h, w), 255, np.uint8)
         ij = np.rint(points - self.offset).astype(np.int64)
-        self._grid[ij[:, 1], ij[:, 0]] = 0
+        grid[ij[:, 1], ij[:, 0]] = 0
         # Quarter pixels, floored, saturating at 63.75 px: a quarter of the float map's memory
         # (the engine keeps several references' maps), and exact for every tolerance the
         # matcher compares with (multiples of 1/4 px below the saturation).
-        dist = cv2.distanceTransform(self._grid, cv2.DIST_L2, 5)
+        dist = cv2.distanceTransform(grid, cv2.DIST_L2, 5)
         np.multiply(dist, DIST_STEPS, out=dist)  # in place: a fresh ~1 MB array costs page faults
         np.minimum(dist, 255, out=dist)
         self.dist = dist.astype(np.uint8)
 
     @cached_property
     def _nearest(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel, the label of the nearest centreline pixel; per label, its coordinates."""
+        """Per pixel, the label of the nearest centreline pixel; per label, its coordinates.
+
+        The centreline grid is not kept (it would double a cached reference's memory): its
+        pixels are exactly those at distance 0.
+        """
+        grid = np.where(self.dist == 0, 0, 255).astype(np.uint8)
         _, labels = cv2.distanceTransformWithLabels(
-            self._grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+            grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
         )
         # Label k (1-based) is the k-th centreline pixel in row-major order.
         w = self.shape[1]
-        on = np.flatnonzero(self._grid.ravel() == 0)
+        on = np.flatnonzero(grid.ravel() == 0)
         xy = np.stack([on % w, on // w], 1)
         return labels, np.concatenate([[[0, 0]], xy]).astype(np.float32)
 

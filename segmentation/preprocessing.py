@@ -104,12 +104,18 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     return filled.astype(bool)
 
 
-def _corner_levels(value: np.ndarray) -> np.ndarray:
-    """Median level of each frame corner (patches of 1/20 of the shorter side)."""
-    h, w = value.shape
+def corner_patches(image: np.ndarray) -> list[np.ndarray]:
+    """The four frame corners, squares of 1/20 of the shorter side: outside the FOV of a
+    fundus camera's picture (the FOV detector reads the surround there, the quality gate
+    checks that it is dark)."""
+    h, w = image.shape[:2]
     k = max(2, min(h, w) // 20)
-    corners = [value[:k, :k], value[:k, -k:], value[-k:, :k], value[-k:, -k:]]
-    return np.array([np.median(c) for c in corners])
+    return [image[:k, :k], image[:k, -k:], image[-k:, :k], image[-k:, -k:]]
+
+
+def _corner_levels(value: np.ndarray) -> np.ndarray:
+    """Median level of each frame corner."""
+    return np.array([np.median(c) for c in corner_patches(value)])
 
 
 def fov_circle(fov: np.ndarray) -> tuple[float, float, float]:
