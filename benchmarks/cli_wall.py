@@ -12,6 +12,8 @@ as an installed package is (:func:`compile_sources`).
 ``--source DIR`` (repeatable) runs the same command with another checkout of the code first
 on ``sys.path`` (e.g. ``git archive <rev> | tar -x -C /tmp/before``): that is how the
 before/after figures are printed side by side on the same machine, minutes apart.
+``--source DIR::PYTHON`` runs that checkout with another interpreter, for a change that
+moved a dependency too (a virtual environment with the old checkout's requirements).
 
 The per-phase breakdown runs the phases one after another in a fresh process (the command
 itself overlaps model loading and analysis with the store's import and open, in two
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +75,7 @@ try:
     biometrics.cli.main()  # stops where the command reads the probe
 except Parsed:
     segmentation.imageio.read_image = read_image
-lap("build and parse the command (typer, its pydantic validators)")
+lap("build and parse the command (typer)")
 import biometrics.service
 lap("import the verify path (service, pipeline, store)")
 from biometrics.settings import load_settings
@@ -88,7 +91,8 @@ lap("schema/migrations check (on its own engine)")
 from enrollment import TemplateStore
 store = TemplateStore.open(settings)
 lap("store open (engine, schema check, key, unlock)")
-service = biometrics.service.AuthService(settings, pipeline=pipeline, store=store)
+from biometrics.engine import Engine
+service = biometrics.service.AuthService(settings, pipeline=pipeline, engine=Engine.configured(store, settings))
 analysis = service.analyse(rgb)
 lap("pipeline on the probe (canonical, segment, features)")
 service.decide(analysis, "alice")
@@ -110,13 +114,29 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@dataclass(frozen=True)
+class Source:
+    """A checkout to measure and the interpreter (environment) that runs it."""
+
+    path: Path
+    python: str = sys.executable
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        path, _, python = text.partition("::")
+        return cls(Path(path).resolve(), python or sys.executable)
+
+    def __str__(self) -> str:
+        return str(self.path) + ("" if self.python == sys.executable else f" ({self.python})")
+
+
 def _retauth(
-    source: Path, home: Path, *args: str
+    source: Source, home: Path, *args: str
 ) -> tuple[float, float, subprocess.CompletedProcess]:
     """Run one command; returns its wall seconds, its CPU seconds (user + system) and it."""
     start, cpu = time.perf_counter(), _cpu()
     proc = subprocess.run(
-        [sys.executable, "-c", _ENTRY, str(source), *args],
+        [source.python, "-c", _ENTRY, str(source.path), *args],
         env=_env(home),
         capture_output=True,
         text=True,
@@ -125,7 +145,7 @@ def _retauth(
     return time.perf_counter() - start, _cpu() - cpu, proc
 
 
-def compile_sources(source: Path) -> None:
+def compile_sources(source: Source) -> None:
     """Byte-compile the runtime packages of ``source``, as ``pip install`` does.
 
     A fresh ``git archive`` checkout has no ``__pycache__``, and under
@@ -134,22 +154,22 @@ def compile_sources(source: Path) -> None:
     measure that instead of the command.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    packages = [str(source / p) for p in RUNTIME_PACKAGES if (source / p).is_dir()]
+    packages = [str(source.path / p) for p in RUNTIME_PACKAGES if (source.path / p).is_dir()]
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", *packages],
+        [source.python, "-m", "compileall", "-q", *packages],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
 
 
-def wall_times(sources: list[Path], repeat: int) -> dict[Path, list[tuple[float, float]]]:
+def wall_times(sources: list[Source], repeat: int) -> dict[Source, list[tuple[float, float]]]:
     """(wall, CPU) seconds of ``retauth verify --user alice`` in fresh processes.
 
     The sources take turns run by run, so that a machine shared with other jobs loads them
     alike; each source has one warm-up run first.
     """
-    out: dict[Path, list[tuple[float, float]]] = {s: [] for s in sources}
+    out: dict[Source, list[tuple[float, float]]] = {s: [] for s in sources}
     with tempfile.TemporaryDirectory(prefix="retauth-wall-") as tmp:
         homes = {s: Path(tmp) / str(i) for i, s in enumerate(sources)}
         for source, home in homes.items():
@@ -167,19 +187,19 @@ def wall_times(sources: list[Path], repeat: int) -> dict[Path, list[tuple[float,
     return out
 
 
-def phase_times(source: Path, repeat: int) -> dict[str, float]:
+def phase_times(source: Source, repeat: int) -> dict[str, float]:
     """Median seconds of each step of one verification, each sample in a fresh interpreter."""
     samples: dict[str, list[float]] = {"interpreter start (python -c pass)": []}
     with tempfile.TemporaryDirectory(prefix="retauth-phase-") as tmp:
         home = Path(tmp)
         _retauth(source, home, "enroll", "--user", "alice", *map(str, ENROL))
-        code = _PHASES.format(source=str(source), probe=str(PROBE))
+        code = _PHASES.format(source=str(source.path), probe=str(PROBE))
         for _ in range(repeat):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "pass"], env=_env(home), check=True)
+            subprocess.run([source.python, "-c", "pass"], env=_env(home), check=True)
             samples["interpreter start (python -c pass)"].append(time.perf_counter() - start)
             proc = subprocess.run(
-                [sys.executable, "-c", code], env=_env(home), capture_output=True, text=True
+                [source.python, "-c", code], env=_env(home), capture_output=True, text=True
             )
             if proc.returncode != 0:
                 raise SystemExit(f"phase run failed: {proc.stderr.strip()[-600:]}")
@@ -188,11 +208,11 @@ def phase_times(source: Path, repeat: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def slowest_imports(source: Path, top: int = 12) -> list[tuple[str, float]]:
+def slowest_imports(source: Source, top: int = 12) -> list[tuple[str, float]]:
     """Top-level packages by cumulative import time on the verify path (``-X importtime``)."""
-    code = f"import sys; sys.path.insert(0, {str(source)!r}); import biometrics.cli, biometrics.service, segmentation.imageio"
+    code = f"import sys; sys.path.insert(0, {str(source.path)!r}); import biometrics.cli, biometrics.service, segmentation.imageio"
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True
+        [source.python, "-X", "importtime", "-c", code], capture_output=True, text=True
     )
     # Lines come in post-order, indented by depth; walked backwards they are in pre-order,
     # so a stack gives each module's importer. A package's cost is the sum of its subtrees
@@ -220,14 +240,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument(
         "--source",
-        type=Path,
+        type=Source.parse,
         action="append",
-        help="checkout to measure (repeatable; default: this one)",
+        help="checkout to measure, DIR or DIR::PYTHON (repeatable; default: this one)",
     )
     parser.add_argument("--no-phases", action="store_true", help="only the wall times")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sources = [s.resolve() for s in args.source] if args.source else [ROOT]
+    sources = args.source or [Source(ROOT)]
     report = {}
     for source in sources:
         compile_sources(source)

@@ -41,8 +41,9 @@ from enrollment.errors import (
     UserRevoked,
 )
 from enrollment.store import Candidate, Outcome, TemplateStore
-from matching import compare
+from matching import DEFAULT_THRESHOLD, compare
 from matching.prefilter import InvalidPrefilter, Prefilter, check, stack
+from matching.registration import prepare_reference
 from matching.search import Gallery, rescore, score_all
 
 Mode = Literal["1:1", "1:N"]
@@ -107,6 +108,12 @@ class Engine:
         self._pool: tuple[int, list[int], int] | None = None  # see _stand_in_pool
         self._lock = threading.RLock()
         self.sync()
+
+    @classmethod
+    def configured(cls, store: TemplateStore, settings: Settings) -> Engine:
+        """An engine with the deployment's threshold and cache size."""
+        threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
+        return cls(store, threshold=threshold, cache_size=settings.reference_cache)
 
     # --- cache ------------------------------------------------------------------------------
 
@@ -200,6 +207,12 @@ class Engine:
             self._pool = (self.revision, keys, typical)
         return self._pool[1], self._pool[2]
 
+    def _claimed(self, subject: str) -> tuple[list[int], list[int]]:
+        """A 1:1 claim's enrolled captures, and the captures it is scored against: the same,
+        or stand-ins when the id has none."""
+        keys = list(self._by_subject.get(subject, []))
+        return keys, keys or self._stand_ins(subject)
+
     def _stand_ins(self, subject: str) -> list[int]:
         """Real captures to score an unknown/revoked id against: as many as a typical user."""
         keys, typical = self._stand_in_pool()
@@ -221,6 +234,22 @@ class Engine:
         self.sync()
         return len(templates)
 
+    def prepare(self, user_id: str | None) -> None:
+        """Warm the cache for the claim ``verify(probe, user_id)`` is about to make.
+
+        A one-shot ``retauth verify --user`` opens the store while its probe is still being
+        analysed; loading the claimed id's references then (or the stand-ins an unknown id
+        is scored against: the same work) takes them off the decision's path. 1:N has nothing
+        to prepare: its shortlist depends on the probe.
+        """
+        if user_id is None:
+            return
+        subject = self.store.identity(user_id)[1]
+        with self._lock:
+            scored = self._claimed(subject)[1]
+        for reference in self.references(scored).values():
+            prepare_reference(reference)
+
     def verify(self, probe: Template, user_id: str, *, terminal: str = "local") -> Decision:
         """1:1: the best of the claimed id's references decides; one settling transaction."""
         start = time.perf_counter()
@@ -228,9 +257,8 @@ class Engine:
 
         def attempt() -> tuple[Outcome, float]:
             with self._lock:
-                keys = list(self._by_subject.get(identity[1], []))
+                keys, scored = self._claimed(identity[1])
                 real = bool(keys)
-                scored = keys if real else self._stand_ins(identity[1])
                 uids = [self._rows[k].uid for k in keys]
                 revision = self.revision
             refs = self.references(scored)

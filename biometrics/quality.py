@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from biometrics.errors import FailureToAcquire
-from segmentation.preprocessing import corner_patches, fov_mask
+from segmentation.preprocessing import channel_max, channel_min, corner_patches, fov_mask
 
 #: Minimum share of the frame covered by the field of view.
 MIN_FOV_FRACTION = 0.2
@@ -71,9 +71,9 @@ def assess(rgb: np.ndarray, fov: np.ndarray, vessels: np.ndarray, junctions: int
     inside = max(int(fov.sum()), 1)
     vessel_fraction = float(vessels[fov].sum()) / inside
     focus = _focus(rgb[..., 1], fov)
-    retina = rgb[fov]
-    brightness = float(np.median(retina.max(axis=1))) if retina.size else 0.0
-    clipped = float((retina.min(axis=1) >= 250).mean()) if retina.size else 0.0
+    retina = fov.any()
+    brightness = float(np.median(channel_max(rgb)[fov])) if retina else 0.0
+    clipped = float((channel_min(rgb)[fov] >= 250).mean()) if retina else 0.0
     lo, hi = VESSEL_FRACTION_RANGE
     checks = [
         (

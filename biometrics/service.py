@@ -17,7 +17,6 @@ from biometrics.pipeline import Analysis, Pipeline
 from biometrics.settings import Settings
 from enrollment.ids import normalize_user_id
 from enrollment.store import TemplateStore
-from matching import DEFAULT_THRESHOLD
 
 __all__ = ["AuthService", "Decision", "Mode"]
 
@@ -30,16 +29,11 @@ class AuthService:
         settings: Settings,
         *,
         pipeline: Pipeline | None = None,
-        store: TemplateStore | None = None,
+        engine: Engine | None = None,
         terminal: str = "local",
     ) -> None:
         self.pipeline = pipeline or Pipeline(settings)
-        threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
-        self.engine = Engine(
-            store or TemplateStore.open(settings),
-            threshold=threshold,
-            cache_size=settings.reference_cache,
-        )
+        self.engine = engine or Engine.configured(TemplateStore.open(settings), settings)
         self.terminal = terminal
 
     @property

@@ -227,6 +227,14 @@ def branches_of(template: Template) -> Branches:
     return found
 
 
+def prepare_reference(template: Template) -> None:
+    """Build what comparing against ``template`` as a reference needs (its distance map, its
+    junctions' branch table and hit map), ahead of the comparison, e.g. while the probe is
+    still being analysed."""
+    raster_of(template)
+    _ = branches_of(template).hits
+
+
 def register(probe: Template, reference: Template) -> Similarity:
     """Estimate the similarity transform that maps ``probe`` onto ``reference``.
 

@@ -64,6 +64,10 @@ class OnnxSegmenter:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.log_severity_level = 3
+        # Idle intra-op threads sleep instead of spinning: retauth shares its few cores with
+        # its own work (the store's import and queries, matching threads), which a spinning
+        # pool starves (retauth verify: ~5 % less CPU, the same or less wall time).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if low_memory:
             options.enable_cpu_mem_arena = False
             release_freed_memory_promptly()

@@ -73,7 +73,7 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     (H, W) bool array, True inside the field of view.
     """
     _check_rgb(rgb)
-    value = cv2.GaussianBlur(rgb.max(axis=2), (0, 0), 2)
+    value = cv2.GaussianBlur(channel_max(rgb), (0, 0), 2)
     otsu, _ = cv2.threshold(value, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     low, high = value[value <= otsu], value[value > otsu]
     # The surround's level: the darker mode's, or, where lower, that of the frame corners (a
@@ -102,6 +102,20 @@ def fov_mask(rgb: np.ndarray) -> np.ndarray:
     filled = np.zeros_like(mask)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     return filled.astype(bool)
+
+
+def channel_max(rgb: np.ndarray) -> np.ndarray:
+    """Per-pixel largest channel of an (..., 3) array.
+
+    Pairwise, because ``rgb.max(axis=-1)`` reduces over the 3-long inner axis one element at a
+    time: 25 ms instead of 1 ms for a 1128x750 capture.
+    """
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+
+
+def channel_min(rgb: np.ndarray) -> np.ndarray:
+    """Per-pixel smallest channel of an (..., 3) array (pairwise, as :func:`channel_max`)."""
+    return np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
 
 
 def corner_patches(image: np.ndarray) -> list[np.ndarray]:

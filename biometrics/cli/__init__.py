@@ -23,18 +23,18 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperCommand
 
-#: How typer's type tags read in help text (``<path>`` → ``PATH``).
-_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "bool": ""}
+#: How click's parameter type names read in help text (``path`` → ``PATH``).
+_METAVARS = {"text": "TEXT", "str": "TEXT", "integer": "INTEGER", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}  # fmt: skip
 
 
-def _metavar(tag: str) -> str:
-    label = tag.strip("<>").removeprefix("list[").removesuffix("]")
-    label = label.removesuffix(" range")
+def _metavar(type_name: str) -> str:
+    label = type_name.removesuffix(" range")
     return _METAVARS.get(label.lower(), label.upper())
 
 
 class _Command(TyperCommand):
-    """A typer command whose help shows ``--out PATH`` instead of ``--out <path>``."""
+    """A typer command whose help reads ``--out PATH`` and ``retauth verify [OPTIONS] IMAGE``
+    instead of typer's ``--out <path>`` and ``{IMAGE}``."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)
@@ -44,10 +44,17 @@ class _Command(TyperCommand):
             param._retauth_help = True
             if param.param_type_name == "argument":
                 param.metavar = param.metavar or (param.name or "arg").upper()
-                param.display_type_rich = lambda ctx: None  # the NAME already says it
             elif param.metavar is None and not getattr(param, "is_flag", False):
-                param.metavar = _metavar(param.display_type(ctx))
+                param.metavar = _metavar(param.type.name)
         return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
 
 
 def _package_version() -> str:

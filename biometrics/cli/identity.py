@@ -53,16 +53,17 @@ def _service(db, key_file, backend, weights, threshold):
         return AuthService(settings)
 
 
-def _service_and_analysis(settings, rgb):
-    """The service and the probe's analysis, prepared side by side.
+def _service_and_analysis(settings, rgb, user):
+    """The service, ready for a claim about ``user`` (None: 1:N), and the probe's analysis,
+    prepared side by side.
 
     A verification in a fresh process spends most of its wall time on start-up work whose two
     halves do not depend on each other: loading the segmenter and analysing the probe (ONNX
     Runtime and OpenCV, which release the GIL while they compute), and importing and opening
-    the store (SQLAlchemy, Python-bound). The first half runs in a worker thread while this
-    thread does the second. Store errors take precedence over the probe's, as they did when
-    the two ran one after the other, except that a bad request (exit 2) is reported before a
-    missing store (exit 3).
+    the store, then loading the claimed id's references (SQLAlchemy, Python-bound). The first
+    half runs in a worker thread while this thread does the second. Store errors take
+    precedence over the probe's, as they did when the two ran one after the other, except
+    that a bad request (exit 2) is reported before a missing store (exit 3).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -82,6 +83,7 @@ def _service_and_analysis(settings, rgb):
 
     with ThreadPoolExecutor(1, thread_name_prefix="retauth-analyse") as pool:
         job = pool.submit(analyse)
+        from biometrics.engine import Engine
         from biometrics.service import AuthService
         from enrollment import TemplateStore
 
@@ -94,11 +96,13 @@ def _service_and_analysis(settings, rgb):
                 job.result()
             raise
         try:
+            engine = Engine.configured(store, settings)
+            engine.prepare(user)
             pipeline, analysis = job.result()
         except BaseException:
             store.close()
             raise
-    return AuthService(settings, pipeline=pipeline, store=store), analysis
+    return AuthService(settings, pipeline=pipeline, engine=engine), analysis
 
 
 def _read(paths: list[Path]):
@@ -163,7 +167,7 @@ def verify(
         settings = store_settings(
             db, key_file, backend=backend, weights=weights, threshold=threshold
         )
-        service, analysis = _service_and_analysis(settings, rgb)
+        service, analysis = _service_and_analysis(settings, rgb, user)
         try:
             decision = service.decide(analysis, user)
         finally:

@@ -176,3 +176,27 @@ def test_rotation_finishes_around_a_corrupt_record(engine: Engine) -> None:
     assert result["corrupt_rows"] == [row.id]
     # everything else moved; the corrupt row's template and pre-filter records stay behind
     assert engine.store.key_usage() == {result["key_id"]: result["reencrypted"], old: 2}
+
+
+def test_prepare_loads_what_the_claim_scores(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After prepare(), the claim itself reads no template from the store: neither for a known
+    id nor for an unknown one (its stand-ins), so preparing keeps the work equal."""
+    t = templates()
+    for user, probe in (("user1", "eye1-moved"), ("nobody", "eye2-moved")):
+        cold = Engine(_other(db_url), threshold=DEFAULT_THRESHOLD, cache_size=4)
+        cold.prepare(user)
+        opened: list[list[int]] = []
+
+        def counted(keys, real=cold.store.open_references, opened=opened):
+            opened.append(list(keys))
+            return real(keys)
+
+        monkeypatch.setattr(cold.store, "open_references", counted)
+        try:
+            cold.verify(t[probe], user)
+        except UnknownUser:
+            assert user == "nobody"
+        assert opened == [], user
+        cold.store.close()

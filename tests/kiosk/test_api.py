@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("starlette", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+pytest.importorskip(
+    "starlette", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'"
+)
 
 from starlette.testclient import TestClient
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+pytest.importorskip(
+    "uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'"
+)
 
 import uvicorn
 

@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
-pytest.importorskip("starlette", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'")
+pytest.importorskip(
+    "uvicorn", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'"
+)
+pytest.importorskip(
+    "starlette", reason="the kiosk extra is not installed: pip install 'retauth[kiosk]'"
+)
 
 import uvicorn
 from starlette.testclient import TestClient

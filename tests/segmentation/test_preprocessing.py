@@ -7,6 +7,8 @@ from synthetic import RADIUS, fundus
 from segmentation.classical import ClassicalSegmenter
 from segmentation.preprocessing import (
     CANONICAL_FOV_DIAMETER,
+    channel_max,
+    channel_min,
     fov_diameter,
     fov_mask,
     pad_to_multiple,
@@ -64,3 +66,12 @@ def test_classical_segmenter_finds_drawn_vessels():
     mid = np.rint((p + 3 * q) / 4).astype(int)
     assert prob[mid[1], mid[0]] > 0.5  # on a drawn vessel
     assert prob[300 + 200, 300] < 0.5 or prob[100, 300] < 0.5  # background away from vessels
+
+
+def test_channel_extremes_match_numpy_reductions() -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    assert np.array_equal(channel_max(rgb), rgb.max(axis=2))
+    assert np.array_equal(channel_min(rgb), rgb.min(axis=2))
+    pixels = rgb.reshape(-1, 3)
+    assert np.array_equal(channel_max(pixels), pixels.max(axis=1))
