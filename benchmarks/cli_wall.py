@@ -92,7 +92,9 @@ from enrollment import TemplateStore
 store = TemplateStore.open(settings)
 lap("store open (engine, schema check, key, unlock)")
 from biometrics.engine import Engine
-service = biometrics.service.AuthService(settings, pipeline=pipeline, engine=Engine.configured(store, settings))
+# the engine as this checkout's CLI builds it (checkouts before Engine.configured passed the store)
+built = {{"engine": Engine.configured(store, settings)}} if hasattr(Engine, "configured") else {{"store": store}}
+service = biometrics.service.AuthService(settings, pipeline=pipeline, **built)
 analysis = service.analyse(rgb)
 lap("pipeline on the probe (canonical, segment, features)")
 service.decide(analysis, "alice")
