@@ -91,9 +91,9 @@ lap("schema/migrations check (on its own engine)")
 from enrollment import TemplateStore
 store = TemplateStore.open(settings)
 lap("store open (engine, schema check, key, unlock)")
-from biometrics.engine import Engine
-# the engine as this checkout's CLI builds it (checkouts before Engine.configured passed the store)
-built = {{"engine": Engine.configured(store, settings)}} if hasattr(Engine, "configured") else {{"store": store}}
+# the engine as this checkout's CLI builds it (older checkouts passed the store)
+opener = getattr(biometrics.service, "open_engine", None)
+built = {{"engine": opener(store, settings)}} if opener else {{"store": store}}
 service = biometrics.service.AuthService(settings, pipeline=pipeline, **built)
 analysis = service.analyse(rgb)
 lap("pipeline on the probe (canonical, segment, features)")

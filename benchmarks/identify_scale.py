@@ -82,19 +82,33 @@ def base_templates(data: Path, work: Path) -> dict[str, bytes]:
     return out
 
 
-def grow_store(store: Any, data: Path, bases: dict[str, bytes], target: int) -> int:
+def _records(store: Any, protected: bool) -> Any:
+    """What the service's engine stores for a list of templates (plain or protected)."""
+    from biometrics.engine import plain_records
+    from biometrics.protected_engine import protected_records
+
+    generation = store.protection(protected)
+    if generation is None:
+        return plain_records
+    key = store.transform_key(generation)
+    return lambda templates: (protected_records(templates, key), None)
+
+
+def grow_store(
+    store: Any, data: Path, bases: dict[str, bytes], target: int, *, protected: bool = False
+) -> int:
     """Enrol until ``target`` captures are in the store; returns the number enrolled."""
     from rich.progress import Progress
 
     from biometrics.template import Template
-    from matching.prefilter import Prefilter
     from matching.variants import distractor_pairs
 
+    records = _records(store, protected)
     have = len(store.reference_index()[1])
     if have == 0:
         for identity in range(1, 11):
-            blobs = [bases[str(_ridb(data, c, identity))] for c in RIDB_ENROL]
-            vectors = [Prefilter.of(Template.from_bytes(b)).to_bytes() for b in blobs]
+            pair = [Template.from_bytes(bases[str(_ridb(data, c, identity))]) for c in RIDB_ENROL]
+            blobs, vectors = records(pair)
             store.enroll(f"ridb{identity}", blobs, features=vectors)
         have = 20
     others = [Template.from_bytes(b) for k, b in bases.items() if "RIDB" not in k]
@@ -104,11 +118,8 @@ def grow_store(store: Any, data: Path, bases: dict[str, bytes], target: int) -> 
     with Progress(transient=True) as bar:
         task = bar.add_task(f"enrolling up to {target} captures", total=count)
         for n, pair in enumerate(pairs):
-            store.enroll(
-                f"distractor{first + n}",
-                [t.to_bytes() for t in pair],
-                features=[Prefilter.of(t).to_bytes() for t in pair],
-            )
+            blobs, vectors = records(pair)
+            store.enroll(f"distractor{first + n}", blobs, features=vectors)
             bar.advance(task)
     return len(store.reference_index()[1])
 
@@ -175,7 +186,7 @@ def child(spawned: float, probe_file: Path) -> None:
     print(
         json.dumps(
             {
-                "captures": len(service.engine.gallery),
+                "captures": len(service.store.reference_index()[1]),
                 "start_s": round(ready - spawned, 2),
                 "first_decision_ms": round(first_ms, 1),
                 "pipeline_ms_p50": round(statistics.median(pipeline_ms), 1),
@@ -195,9 +206,12 @@ def child(spawned: float, probe_file: Path) -> None:
 def shortlist_positions(service: Any, items: list[dict], analyses: list[Any]) -> list[int]:
     """Where each genuine probe's own identity stands in the engine's shortlist (0 = first;
     -1 = not in it, which would make it a miss whatever the full matcher says)."""
+    from biometrics.protected_engine import ProtectedEngine
     from matching.prefilter import Prefilter
 
     engine = service.engine
+    if isinstance(engine, ProtectedEngine):  # its shortlist is the bucket vote's: not ranked here
+        return []
     out = []
     for item, analysis in zip(items, analyses, strict=True):
         if not item["user"]:
@@ -285,6 +299,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=os.environ.get("RETAUTH_DATA"))
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--protected", action="store_true", help="protected references")
     parser.add_argument("--dask", type=int, default=0, metavar="WORKERS")
     parser.add_argument("--million", action="store_true")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "retauth-bench")
@@ -296,7 +311,7 @@ def main() -> None:
         return
     if args.data is None or not (args.data / "RIDB").is_dir():
         parser.error("give the data folder (--data or RETAUTH_DATA) holding RIDB/, DRIVE/ ...")
-    kind = "postgres" if args.postgres else "sqlite"
+    kind = ("postgres" if args.postgres else "sqlite") + ("-protected" if args.protected else "")
     work = args.work / kind
     work.mkdir(parents=True, exist_ok=True)
     bases = base_templates(args.data, args.work)
@@ -307,6 +322,7 @@ def main() -> None:
         "RETAUTH_HOME": str(work),
         "RETAUTH_LOCKOUT_ATTEMPTS": "1000000000",
         "RETAUTH_LOW_MEMORY": "1",
+        "RETAUTH_PROTECTED_TEMPLATES": "1" if args.protected else "0",
     }
     env.pop("RETAUTH_KEY", None)
     from contextlib import ExitStack
@@ -323,7 +339,7 @@ def main() -> None:
         os.environ.update(env)
         for size in sorted(int(s) for s in args.sizes.split(",")):
             with TemplateStore.open(load_settings()) as store:
-                enrolled = grow_store(store, args.data, bases, size)
+                enrolled = grow_store(store, args.data, bases, size, protected=args.protected)
             row = {"store": kind, "enrolled": enrolled, **measure(env, probe_file)}
             rows.append(row)
             if not args.json:

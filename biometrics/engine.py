@@ -27,7 +27,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,11 +40,11 @@ from enrollment.errors import (
     UserLocked,
     UserRevoked,
 )
-from enrollment.store import Candidate, Outcome, TemplateStore
-from matching import DEFAULT_THRESHOLD, compare
+from enrollment.store import Candidate, Outcome, Reference, TemplateStore
+from matching import compare
 from matching.prefilter import InvalidPrefilter, Prefilter, check, stack
 from matching.registration import prepare_reference
-from matching.search import Gallery, rescore, score_all
+from matching.search import Gallery, Scored, rescore, score_all
 
 Mode = Literal["1:1", "1:N"]
 
@@ -52,6 +52,11 @@ Mode = Literal["1:1", "1:N"]
 _LOAD_BATCH = 4096
 #: Times a claim is scored again when the references change under it.
 _RETRIES = 3
+
+
+def plain_records(templates: Sequence[Template]) -> tuple[list[bytes], list[bytes]]:
+    """What an enrolment stores of plain captures: templates and their pre-filter vectors."""
+    return [t.to_bytes() for t in templates], [Prefilter.of(t).to_bytes() for t in templates]
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,6 @@ class Engine:
         self._lock = threading.RLock()
         self.sync()
 
-    @classmethod
-    def configured(cls, store: TemplateStore, settings: Settings) -> Engine:
-        """An engine with the deployment's threshold and cache size."""
-        threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
-        return cls(store, threshold=threshold, cache_size=settings.reference_cache)
-
     # --- cache ------------------------------------------------------------------------------
 
     def sync(self) -> None:
@@ -130,10 +129,9 @@ class Engine:
             self.revision = revision
 
     def _forget(self, keys: Sequence[int]) -> None:
-        self.gallery.remove(keys)
+        self._drop(keys)
         for key in keys:
             row = self._rows.pop(key)
-            self._templates.pop(key, None)
             self.problems.pop(key, None)
             siblings = self._by_subject.get(row.subject, [])
             if key in siblings:
@@ -142,25 +140,34 @@ class Engine:
                 self._by_subject.pop(row.subject, None)
 
     def _load(self, keys: Sequence[int]) -> None:
-        """Load new captures' pre-filter records; compute (and store) those that lack one."""
+        """Load new captures into the cache (rows, and what 1:N searches: :meth:`_index`)."""
         if not keys:
             return
-        computed: dict[int, bytes] = {}
-        loaded: list[tuple[int, int, bytes]] = []  # (row id, owner, pre-filter record)
+        loaded: list[Reference] = []
         for ref in self.store.load_references(keys):
             self._rows[ref.row_id] = _Row(ref.user_pk, ref.subject, ref.uid)
             self._by_subject.setdefault(ref.subject, []).append(ref.row_id)
             if ref.problem is not None:
                 self.problems[ref.row_id] = ref.problem  # 1:1 for this user fails; 1:N goes on
-                continue
+            else:
+                loaded.append(ref)
+        self._index(loaded)
+
+    # --- what the plain matcher keeps (ProtectedEngine keeps other things) -------------------
+
+    def _index(self, loaded: Sequence[Reference]) -> None:
+        """Add captures' pre-filter vectors to the gallery; compute (and store) missing ones."""
+        computed: dict[int, bytes] = {}
+        rows: list[tuple[int, int, bytes]] = []  # (row id, owner, pre-filter record)
+        for ref in loaded:
             blob = ref.features
             if blob is None:
                 blob = computed[ref.row_id] = Prefilter.of(
                     Template.from_bytes(ref.template)
                 ).to_bytes()
-            loaded.append((ref.row_id, ref.user_pk, blob))
-        for start in range(0, len(loaded), _LOAD_BATCH):
-            part = loaded[start : start + _LOAD_BATCH]
+            rows.append((ref.row_id, ref.user_pk, blob))
+        for start in range(0, len(rows), _LOAD_BATCH):
+            part = rows[start : start + _LOAD_BATCH]
             good = []
             for row in part:
                 try:
@@ -175,6 +182,35 @@ class Engine:
                     *stack([r[2] for r in good]),
                 )
         self.store.attach_features(computed)
+
+    def _drop(self, keys: Sequence[int]) -> None:
+        self.gallery.remove(keys)
+        for key in keys:
+            self._templates.pop(key, None)
+
+    def _searchable(self, key: int) -> bool:
+        return key in self.gallery
+
+    def _encode(self, templates: Sequence[Template]) -> tuple[list[bytes], list[bytes] | None]:
+        return plain_records(templates)
+
+    def _query(self, probe: Template) -> Any:
+        """The probe as :meth:`_score_claim` and :meth:`_search` compare it."""
+        return probe
+
+    def _score_claim(self, probe: Any, keys: Sequence[int]) -> list[float]:
+        """Scores of the probe against captures ``keys`` (at least one score, whatever)."""
+        refs = self.references(keys)
+        return score_all(probe, [refs[k] for k in keys if k in refs]) or [compare(probe, probe)]
+
+    def _search(self, probe: Any) -> tuple[list[Scored], dict[int, _Row], int]:
+        """1:N candidates, best first, one per owner, with their rows and the revision."""
+        vector = Prefilter.probe(probe)
+        with self._lock:
+            keys = self.gallery.shortlist(vector).tolist()
+            revision = self.revision
+            rows = {k: self._rows[k] for k in keys}
+        return rescore(probe, keys, lambda k: rows[k].owner, self.references), rows, revision
 
     def references(self, keys: Sequence[int]) -> dict[int, Template]:
         """Parsed templates of captures, from the LRU or (in one query) from the store."""
@@ -201,7 +237,7 @@ class Engine:
         """Captures stand-ins are drawn from, and how many a typical user has; computed once
         per revision, so an unknown id costs no more than a known one in a large gallery."""
         if self._pool is None or self._pool[0] != self.revision:
-            keys = sorted(k for k in self._rows if k in self.gallery)
+            keys = sorted(k for k in self._rows if self._searchable(k))
             counts = Counter(len(v) for v in self._by_subject.values())
             typical = counts.most_common(1)[0][0] if counts else 1
             self._pool = (self.revision, keys, typical)
@@ -224,13 +260,9 @@ class Engine:
     # --- decisions --------------------------------------------------------------------------
 
     def enroll(self, user_id: str, templates: Sequence[Template], *, replace: bool = False) -> int:
-        """Store templates with their sealed pre-filter records; the cache follows."""
-        self.store.enroll(
-            user_id,
-            [t.to_bytes() for t in templates],
-            features=[Prefilter.of(t).to_bytes() for t in templates],
-            replace=replace,
-        )
+        """Store the captures' records (:meth:`_encode`), sealed; the cache follows."""
+        records, features = self._encode(templates)
+        self.store.enroll(user_id, records, features=features, replace=replace)
         self.sync()
         return len(templates)
 
@@ -254,6 +286,7 @@ class Engine:
         """1:1: the best of the claimed id's references decides; one settling transaction."""
         start = time.perf_counter()
         identity = self.store.identity(user_id)
+        query = self._query(probe)
 
         def attempt() -> tuple[Outcome, float]:
             with self._lock:
@@ -261,15 +294,12 @@ class Engine:
                 real = bool(keys)
                 uids = [self._rows[k].uid for k in keys]
                 revision = self.revision
-            refs = self.references(scored)
+            scores = self._score_claim(query, scored)
             # A reference known to be corrupt, or found so on opening: refused before anything
             # is recorded, so a bad record never counts as a failed attempt.
             broken = [self.problems[k] for k in keys if k in self.problems]
             if broken:
                 raise InvalidRecord(f"a reference of user {identity[0]} {broken[0]}")
-            scores = score_all(probe, [refs[k] for k in scored if k in refs]) or [
-                compare(probe, probe)
-            ]
             score = max(scores) if real else 0.0
             outcome = self.store.settle_verify(
                 identity,
@@ -285,16 +315,12 @@ class Engine:
         return self._verdict(outcome, "1:1", identity[0], score, start)
 
     def identify(self, probe: Template, *, terminal: str = "local") -> Decision:
-        """1:N: pre-filter, re-score the shortlist, settle the best eligible candidate."""
+        """1:N: shortlist, score it, settle the best eligible candidate."""
         start = time.perf_counter()
-        vector = Prefilter.probe(probe)
+        query = self._query(probe)
 
         def attempt() -> tuple[Outcome, float]:
-            with self._lock:
-                keys = self.gallery.shortlist(vector).tolist()
-                revision = self.revision
-                rows = {k: self._rows[k] for k in keys}
-            scored = rescore(probe, keys, lambda k: rows[k].owner, self.references)
+            scored, rows, revision = self._search(query)
             best = scored[0].score if scored else 0.0
             outcome = self.store.settle_identify(
                 [Candidate(s.owner, rows[s.key].uid, s.score) for s in scored],

@@ -17,8 +17,27 @@ from biometrics.pipeline import Analysis, Pipeline
 from biometrics.settings import Settings
 from enrollment.ids import normalize_user_id
 from enrollment.store import TemplateStore
+from matching import DEFAULT_THRESHOLD
 
-__all__ = ["AuthService", "Decision", "Mode"]
+__all__ = ["AuthService", "Decision", "Mode", "open_engine"]
+
+
+def open_engine(store: TemplateStore, settings: Settings) -> Engine:
+    """The engine for the deployment's kind of references, threshold and cache size.
+
+    The store confirms (or, while empty, takes) the kind ``protected_templates`` asks for;
+    a protected store's engine compares under its current transform key, with the protected
+    score's own threshold unless one is configured.
+    """
+    generation = store.protection(settings.protected_templates)
+    if generation is None:
+        threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
+        return Engine(store, threshold=threshold, cache_size=settings.reference_cache)
+    from biometrics.protected_engine import ProtectedEngine  # the protected scheme's kernels
+    from matching.protected import PROTECTED_THRESHOLD
+
+    threshold = PROTECTED_THRESHOLD if settings.threshold is None else settings.threshold
+    return ProtectedEngine(store, key=store.transform_key(generation), threshold=threshold)
 
 
 class AuthService:
@@ -33,7 +52,7 @@ class AuthService:
         terminal: str = "local",
     ) -> None:
         self.pipeline = pipeline or Pipeline(settings)
-        self.engine = engine or Engine.configured(TemplateStore.open(settings), settings)
+        self.engine = engine or open_engine(TemplateStore.open(settings), settings)
         self.terminal = terminal
 
     @property

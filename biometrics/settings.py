@@ -66,6 +66,9 @@ class Settings:
     #: Parsed reference templates a service keeps (each ~0.4 MB with its matcher distance
     #: map): the last few 1:N shortlists and recent claimants stay warm.
     reference_cache: int = 64
+    #: Store and compare protected references (ISO/IEC 24745: keyed, renewable, no vessel
+    #: map) instead of plain templates; chosen when the store is first used, fixed after.
+    protected_templates: bool = False
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{data_dir() / 'retauth.db'}"
@@ -116,8 +119,12 @@ _NUMBERS = {
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
+#: Settings that are true or false.
+_FLAGS = frozenset({"low_memory", "protected_templates"})
+
+
 def _coerce(name: str, value: Any) -> Any:
-    if name == "low_memory":
+    if name in _FLAGS:
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()

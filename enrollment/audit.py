@@ -39,6 +39,7 @@ EVENTS = frozenset(
         "rotate",
         "retire",
         "upgrade",
+        "protection",
     }
 )
 _GENESIS = "0" * 64

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from biometrics.errors import InputError, StoredDataError, StoreError
+from biometrics.errors import ConfigurationError, InputError, StoredDataError, StoreError
 from biometrics.settings import Settings
 from enrollment import audit, state
 from enrollment.db import (
@@ -72,6 +72,9 @@ PRIMARY_META = "primary_key"
 REVISION_META = "revision"
 #: MAC'd marker: every user row of this store carries a state MAC (see _seal_legacy_rows)
 STATE_META = "state_macs"
+#: MAC'd marker of a store that keeps protected references, naming their transform-key
+#: generation (absent: plain templates)
+PROTECTION_META = "protection"
 #: written into the init event of stores that seal user state from the start
 SEALED_AT_INIT = "user state sealed"
 #: a terminal may fail this many times the per-user limit of 1:N attempts before it pauses
@@ -441,6 +444,63 @@ class TemplateStore:
         from matching.protected import TransformKey  # numpy and OpenCV: only when used
 
         return TransformKey(self._transform_secret, generation)
+
+    # --- protected references -------------------------------------------------------------
+
+    def protection(self, wanted: bool) -> int | None:
+        """Check that this store keeps the kind of references the deployment asks for.
+
+        Returns the transform-key generation of a store of protected references (None for
+        plain templates). A store without references takes the kind asked for (audited); a
+        store with references of the other kind is refused, since one kind cannot be
+        converted into the other without the eyes (re-enrol everyone into a new store).
+        The marker is MAC'd with the deployment secret: edited, it is tampering, and
+        removed, a protected store reads as a plain one whose records all fail to parse.
+        """
+        with read_session(self.engine) as session:
+            generation = self._protection(session)
+        if wanted == (generation is not None):
+            return generation
+        with write_session(self.engine) as session:
+            generation = self._protection(session)
+            if wanted == (generation is not None):
+                return generation
+            if session.scalar(select(func.count(TemplateRecord.id))):
+                have, asked = (
+                    ("protected", "plain") if generation is not None else ("plain", "protected")
+                )
+                raise ConfigurationError(
+                    f"this store holds {have} references but protected_templates asks for "
+                    f"{asked} ones; set protected_templates = {str(not wanted).lower()} "
+                    "(RETAUTH_PROTECTED_TEMPLATES) or enrol everyone into a new store"
+                )
+            if not wanted:
+                session.delete(session.get(Meta, PROTECTION_META))
+                self.append_audit(session, "protection", detail="plain templates")
+                return None
+            session.merge(Meta(name=PROTECTION_META, value=self._protection_marker(0)))
+            self.append_audit(session, "protection", detail="protected templates, generation 0")
+            return 0
+
+    def _protection_marker(self, generation: int) -> bytes:
+        text = f"generation {generation}".encode()
+        mac = hmac.new(self._state_key, b"protection:" + text, hashlib.sha256).hexdigest()
+        return text + b":" + mac.encode()
+
+    def _protection(self, session: Session) -> int | None:
+        meta = session.get(Meta, PROTECTION_META)
+        if meta is None:
+            return None
+        value = bytes(meta.value)
+        try:
+            generation = int(value.partition(b":")[0].removeprefix(b"generation "))
+        except ValueError:
+            generation = -1
+        if generation < 0 or not hmac.compare_digest(value, self._protection_marker(generation)):
+            raise InvalidRecord(
+                "the store's protection marker was edited: the store was tampered with"
+            )
+        return generation
 
     def open_references(self, row_ids: Sequence[int]) -> tuple[dict[int, bytes], dict[int, str]]:
         """Decrypted templates of capture rows (a 1:1 claim or a 1:N shortlist), and why each

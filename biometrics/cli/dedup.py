@@ -32,6 +32,7 @@ def dedup(
     """Compare every enrolled capture with every other identity's: exit 0 when no eye is
     enrolled twice, 1 when some are (listed, best match first)."""
     from biometrics.engine import Engine
+    from biometrics.errors import ConfigurationError
     from matching import DEFAULT_THRESHOLD
     from matching.dedup import find_duplicates
 
@@ -39,6 +40,11 @@ def dedup(
         settings = store_settings(db, key_file, dask_scheduler=scheduler, threshold=threshold)
         limit = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
         with open_store(db, key_file, create=False) as store:
+            if store.protection(settings.protected_templates) is not None:
+                raise ConfigurationError(
+                    "retauth dedup compares plain templates; a store of protected references "
+                    "cannot be deduplicated yet"
+                )
             engine = Engine(store, threshold=limit, cache_size=1)
             keys = [int(k) for k in engine.gallery.keys[: engine.gallery.rows] if k >= 0]
             blobs, corrupt = store.open_references(keys)

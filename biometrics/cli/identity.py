@@ -83,8 +83,7 @@ def _service_and_analysis(settings, rgb, user):
 
     with ThreadPoolExecutor(1, thread_name_prefix="retauth-analyse") as pool:
         job = pool.submit(analyse)
-        from biometrics.engine import Engine
-        from biometrics.service import AuthService
+        from biometrics.service import AuthService, open_engine
         from enrollment import TemplateStore
 
         # Verification only reads: in an empty home it fails (exit 3) and creates nothing,
@@ -96,7 +95,7 @@ def _service_and_analysis(settings, rgb, user):
                 job.result()
             raise
         try:
-            engine = Engine.configured(store, settings)
+            engine = open_engine(store, settings)
             engine.prepare(user)
             pipeline, analysis = job.result()
         except BaseException:

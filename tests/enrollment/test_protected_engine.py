@@ -1,0 +1,118 @@
+"""A protected deployment through the engine: what is stored, decisions, and the store's kind."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from biometrics.demo import sample_images
+from biometrics.errors import ConfigurationError
+from biometrics.pipeline import Pipeline
+from biometrics.protected_engine import ProtectedEngine
+from biometrics.service import open_engine
+from biometrics.settings import load_settings
+from biometrics.template import Template
+from enrollment import LockoutPolicy, TemplateStore, UnknownUser
+from enrollment.errors import InvalidRecord
+from enrollment.models import Meta, TemplateRecord
+from enrollment.store import PROTECTION_META
+from matching.protected import PROTECTED_THRESHOLD, RECORD_SIZE, ProtectedTemplate
+
+PROTECTED = load_settings(protected_templates=True)
+PLAIN = load_settings(protected_templates=False)
+
+
+@pytest.fixture(scope="module")
+def eyes() -> dict[str, Template]:
+    """The bundled real captures (synthetic eyes from one generator look alike in the
+    protected domain too: their impostor scores pass the protected threshold)."""
+    pipeline = Pipeline()
+    return {name: pipeline.extract_file(path) for name, path in sample_images().items()}
+
+
+@pytest.fixture
+def engine(store: TemplateStore, eyes: dict[str, Template]) -> ProtectedEngine:
+    kiosk = open_engine(store, PROTECTED)
+    assert isinstance(kiosk, ProtectedEngine)
+    kiosk.enroll("alice", [eyes["eye_a_1"], eyes["eye_a_2"]])
+    return kiosk
+
+
+def test_only_protected_records_are_stored(engine: ProtectedEngine) -> None:
+    store = engine.store
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(TemplateRecord)).all()
+    assert len(rows) == 2
+    for row in rows:
+        assert row.features is None  # no pre-filter vector: an unprotected embedding
+    opened, problems = store.open_references([r.id for r in rows])
+    assert not problems
+    for blob in opened.values():
+        assert len(blob) == RECORD_SIZE
+        assert ProtectedTemplate.from_bytes(blob).generation == engine.key.generation
+
+
+def test_protected_decisions(engine: ProtectedEngine, eyes: dict[str, Template]) -> None:
+    engine.enroll("bob", [eyes["eye_b_1"]])
+    genuine = engine.verify(eyes["eye_a_3"], "alice")
+    impostor = engine.verify(eyes["eye_a_3"], "bob")
+    assert genuine.accepted and not impostor.accepted
+    assert genuine.threshold == engine.threshold == PROTECTED_THRESHOLD
+    found = engine.identify(eyes["eye_a_3"])
+    assert found.accepted and found.user_id == "alice"
+    with pytest.raises(UnknownUser):
+        engine.verify(eyes["eye_a_3"], "nobody")
+    engine.store.revoke("bob")
+    assert not engine.identify(eyes["eye_b_1"]).accepted
+
+
+def test_locked_id_is_never_identified(engine: ProtectedEngine, eyes) -> None:
+    engine.store.policy = LockoutPolicy(max_failures=1, window_s=600, lockout_s=600)
+    assert not engine.verify(eyes["eye_b_1"], "alice").accepted
+    assert engine.identify(eyes["eye_a_3"]).user_id is None
+
+
+def test_enrolment_by_another_process_is_identified(
+    engine: ProtectedEngine, eyes, db_url: str
+) -> None:
+    assert not engine.identify(eyes["eye_b_1"]).accepted  # builds the 1:N index
+    with TemplateStore.open(load_settings(db_url=db_url)) as other:
+        open_engine(other, PROTECTED).enroll("bob", [eyes["eye_b_1"]])
+    found = engine.identify(eyes["eye_b_1"])
+    assert found.accepted and found.user_id == "bob"
+
+
+def test_store_keeps_its_kind(engine: ProtectedEngine) -> None:
+    with pytest.raises(ConfigurationError, match="holds protected references"):
+        open_engine(engine.store, PLAIN)
+
+
+def test_plain_store_refuses_protected_mode(store: TemplateStore, eyes) -> None:
+    open_engine(store, PLAIN).enroll("alice", [eyes["eye_a_1"]])
+    with pytest.raises(ConfigurationError, match="holds plain references"):
+        open_engine(store, PROTECTED)
+
+
+def test_edited_protection_marker_is_tampering(engine: ProtectedEngine) -> None:
+    with engine.store.engine.begin() as conn:
+        conn.execute(
+            update(Meta).where(Meta.name == PROTECTION_META).values(value=b"generation 1:00")
+        )
+    with pytest.raises(InvalidRecord, match="protection marker was edited"):
+        open_engine(engine.store, PROTECTED)
+
+
+def test_record_of_another_generation_fails_its_user_only(engine: ProtectedEngine, eyes) -> None:
+    """A reference made under another transform key cannot be compared: its user's claims
+    fail as a corrupt record does (nothing recorded), everyone else is unaffected."""
+    store = engine.store
+    engine.enroll("bob", [eyes["eye_b_1"]])
+    other = open_engine(store, PROTECTED)
+    other.key = store.transform_key(1)
+    other.enroll("alice", [eyes["eye_a_1"]], replace=True)
+    fresh = open_engine(store, PROTECTED)
+    events = [e["event"] for e in store.audit_events()]
+    with pytest.raises(InvalidRecord, match="generation 1"):
+        fresh.verify(eyes["eye_a_3"], "alice")
+    assert [e["event"] for e in store.audit_events()] == events  # the refused claim: nothing
+    assert fresh.identify(eyes["eye_b_1"]).user_id == "bob"
