@@ -181,6 +181,7 @@ def child(spawned: float, probe_file: Path) -> None:
                 pass
             times["1:1"].append((time.perf_counter() - start) * 1e3)
     positions = shortlist_positions(service, items, analyses)
+    protection = probe_protection_ms(service, analyses)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     genuine = sum(1 for i in items if i["user"]) * ROUNDS
     print(
@@ -194,6 +195,7 @@ def child(spawned: float, probe_file: Path) -> None:
                 **{f"{k} p95_ms": round(float(np.percentile(v, 95)), 1) for k, v in times.items()},
                 "rank1": round(identified / genuine, 4),
                 "shortlist_positions": positions,
+                **protection,
                 "false_accepts_1N": wrong,
                 "correct_1to1": f"{correct}/{len(items) * ROUNDS}",
                 "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
@@ -201,6 +203,23 @@ def child(spawned: float, probe_file: Path) -> None:
             }
         )
     )
+
+
+def probe_protection_ms(service: Any, analyses: list[Any]) -> dict[str, float]:
+    """For a protected deployment: what of each decision is protecting the probe (the part
+    that depends on the probe alone, as the pipeline does), p50 over the probes."""
+    from biometrics.protected_engine import ProtectedEngine
+    from matching.protected import protect_probe
+
+    engine = service.engine
+    if not isinstance(engine, ProtectedEngine):
+        return {}
+    times = []
+    for analysis in analyses:
+        start = time.perf_counter()
+        protect_probe(analysis.template, engine.key)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"probe_protection_ms_p50": round(statistics.median(times), 1)}
 
 
 def shortlist_positions(service: Any, items: list[dict], analyses: list[Any]) -> list[int]:

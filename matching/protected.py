@@ -226,14 +226,16 @@ def cylinders(template: Template, *, centred: bool = True) -> Descriptors:
     if not count or not len(pts):
         return Descriptors(np.zeros((0, DIMENSION), np.float32), np.zeros(0), np.zeros((0, 2)))
     number = np.cumsum(branches.ravel()).reshape(branches.shape) - 1  # descriptor of (j, k)
-    # Neighbourhoods are found per junction, then shared by its branches' descriptors.
-    offset = pts[None] - junctions[:, None]  # (J, P, 2)
-    j, p = np.nonzero((offset**2).sum(axis=2) < RADIUS * RADIUS)
+    # Neighbourhoods are found per junction, then shared by its branches' descriptors. The
+    # coordinates are kept apart: a reduction over a 2-long last axis is ~10x slower.
+    off_x = pts[None, :, 0] - junctions[:, None, 0]  # (J, P)
+    off_y = pts[None, :, 1] - junctions[:, None, 1]
+    j, p = np.nonzero(off_x * off_x + off_y * off_y < RADIUS * RADIUS)
+    dx, dy = off_x[j, p], off_y[j, p]
     has = branches[j]  # (pairs, 4)
     pair, slot = np.nonzero(has)
-    j, p = j[pair], p[pair]
+    j, p, dx, dy = j[pair], p[pair], dx[pair], dy[pair]
     c, ref = number[j, slot], angles[j, slot]
-    dx, dy = offset[j, p, 0], offset[j, p, 1]
     cos, sin = np.cos(ref), np.sin(ref)
     x = dx * cos + dy * sin  # turned by -ref: the branch runs along +x
     y = dy * cos - dx * sin
@@ -245,7 +247,8 @@ def cylinders(template: Template, *, centred: bool = True) -> Descriptors:
     frac = [q - q0 for q, q0 in zip((u, v, w), lo, strict=True)]
     for corner in np.ndindex(2, 2, 2):
         iu, iv, iw = (q0 + k for q0, k in zip(lo, corner, strict=True))
-        weight = np.prod([f if k else 1.0 - f for f, k in zip(frac, corner, strict=True)], axis=0)
+        fu, fv, fw = (f if k else 1.0 - f for f, k in zip(frac, corner, strict=True))
+        weight = fu * fv * fw
         inside = (iu >= 0) & (iu < GRID) & (iv >= 0) & (iv < GRID)
         index = ((c * DIRECTIONS + iw % DIRECTIONS) * GRID + iv) * GRID + iu
         cells += np.bincount(index[inside], weight[inside], minlength=cells.size)
@@ -408,8 +411,10 @@ class ProtectedGallery:
         n = len(records)
         codes = np.stack([_bucket_codes(r.bits) for r in records]).reshape(n, -1)
         # one posting per (bucket, record), sorted by bucket; runs of one bucket found in
-        # one pass over the sorted array (a second np.unique would sort it again)
-        postings = np.unique(codes * n + np.arange(n)[:, None])
+        # one pass over the sorted array. Sorted and deduplicated by hand: np.unique took
+        # 3 s for the 2.5 M postings of 2,000 records, a sort 0.2 s.
+        postings = np.sort((codes * n + np.arange(n)[:, None]).ravel())
+        postings = postings[np.concatenate([[True], postings[1:] != postings[:-1]])]
         self._owner = (postings % n).astype(np.int32)
         bucket = postings // n
         self._start = np.flatnonzero(np.diff(bucket, prepend=-1))

@@ -116,3 +116,17 @@ def test_record_of_another_generation_fails_its_user_only(engine: ProtectedEngin
         fresh.verify(eyes["eye_a_3"], "alice")
     assert [e["event"] for e in store.audit_events()] == events  # the refused claim: nothing
     assert fresh.identify(eyes["eye_b_1"]).user_id == "bob"
+
+
+def test_deleted_after_the_index_was_built_is_never_identified(
+    engine: ProtectedEngine, eyes, db_url: str
+) -> None:
+    """The 1:N index is not rebuilt on every change: a deleted capture must still never match,
+    even when its row id is given to another user's new capture (SQLite reuses row ids)."""
+    assert engine.identify(eyes["eye_a_3"]).user_id == "alice"  # the index holds alice
+    with TemplateStore.open(load_settings(db_url=db_url)) as other:
+        other.delete("alice")
+        open_engine(other, PROTECTED).enroll("bob", [eyes["eye_b_1"]])
+    stranger = engine.identify(eyes["eye_a_3"])
+    assert not stranger.accepted and stranger.user_id is None
+    assert engine.identify(eyes["eye_b_1"]).user_id == "bob"
