@@ -65,6 +65,17 @@ class ProtectedEngine(Engine):
 
     # --- what is kept ------------------------------------------------------------------------
 
+    def sync(self) -> None:
+        """As :meth:`Engine.sync`; after a renewal of the transform key (by any process), every
+        record is read again under the new key (those made under the old one fail)."""
+        with self._lock:
+            generation = self.store.protection(True)
+            if generation != self.key.generation:
+                self.key = self.store.transform_key(generation)
+                self._forget(list(self._rows))
+                self._searched, self._delta, self.revision = None, [], -1
+            super().sync()
+
     def _index(self, loaded: Sequence[Reference]) -> None:
         for ref in loaded:
             try:

@@ -482,6 +482,26 @@ class TemplateStore:
             self.append_audit(session, "protection", detail="protected templates, generation 0")
             return 0
 
+    def renew_protection(self) -> int:
+        """Issue the next transform-key generation (after a leak of protected references).
+
+        Every reference made under an earlier generation stops matching at once (services see
+        the revision move): each user re-enrols, and the new references cannot be linked to
+        the old ones. Returns the new generation.
+        """
+        with write_session(self.engine) as session:
+            current = self._protection(session)
+            if current is None:
+                raise ConfigurationError(
+                    "this store keeps plain templates: there is no transform key to renew"
+                )
+            session.merge(Meta(name=PROTECTION_META, value=self._protection_marker(current + 1)))
+            self.append_audit(
+                session, "protection", detail=f"transform key renewed: generation {current + 1}"
+            )
+            self.bump_revision(session)
+            return current + 1
+
     def _protection_marker(self, generation: int) -> bytes:
         text = f"generation {generation}".encode()
         mac = hmac.new(self._state_key, b"protection:" + text, hashlib.sha256).hexdigest()

@@ -1,4 +1,4 @@
-"""``retauth keys list|rotate|retire``: the encryption keys of the template store.
+"""``retauth keys list|rotate|retire|renew-transform``: the keys of the template store.
 
 See :mod:`enrollment.keys` for key sources and :mod:`enrollment.rotation` for the guarantees
 of rotation (one transaction, resumable, creation times kept).
@@ -118,6 +118,28 @@ def retire(
             )
         )
         emit({"ok": True, **result}, human, as_json=as_json)
+
+
+@keys_app.command("renew-transform")
+def renew_transform(
+    db: DbOpt = None, key_file: KeyFileOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Issue a new transform key for protected references (e.g. after they leaked).
+
+    Every reference made under the old key stops matching at once: each user must enrol
+    again, and the new references cannot be linked to the old ones.
+    """
+    with errors_to_exit_codes(as_json=as_json):
+        with open_store(db, key_file, create=False) as store:
+            generation = store.renew_protection()
+        emit(
+            {"ok": True, "generation": generation},
+            line(
+                "transform key renewed (generation {g}): every user must enrol again",
+                g=generation,
+            ),
+            as_json=as_json,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,13 @@ from enrollment import LockoutPolicy, TemplateStore, UnknownUser
 from enrollment.errors import InvalidRecord
 from enrollment.models import Meta, TemplateRecord
 from enrollment.store import PROTECTION_META
-from matching.protected import PROTECTED_THRESHOLD, RECORD_SIZE, ProtectedTemplate
+from matching.protected import (
+    PROTECTED_THRESHOLD,
+    RECORD_SIZE,
+    ProtectedTemplate,
+    compare_protected,
+    protect_probe,
+)
 
 PROTECTED = load_settings(protected_templates=True)
 PLAIN = load_settings(protected_templates=False)
@@ -130,3 +136,28 @@ def test_deleted_after_the_index_was_built_is_never_identified(
     stranger = engine.identify(eyes["eye_a_3"])
     assert not stranger.accepted and stranger.user_id is None
     assert engine.identify(eyes["eye_b_1"]).user_id == "bob"
+
+
+def test_renewed_transform_key_retires_every_reference(
+    engine: ProtectedEngine, eyes, db_url: str
+) -> None:
+    """After a renewal by another process, a running engine matches no old reference; a
+    re-enrolment under the new key works, and the old record no longer matches it."""
+    store = engine.store
+    old = store.open_references([min(engine._records)])[0]
+    with TemplateStore.open(load_settings(db_url=db_url)) as other:
+        assert other.renew_protection() == 1
+    with pytest.raises(InvalidRecord, match="re-enrol"):
+        engine.verify(eyes["eye_a_3"], "alice")
+    assert engine.key.generation == 1
+    assert not engine.identify(eyes["eye_a_3"]).accepted
+    engine.enroll("alice", [eyes["eye_a_1"]], replace=True)
+    assert engine.verify(eyes["eye_a_3"], "alice").accepted
+    stolen = ProtectedTemplate.from_bytes(next(iter(old.values())))
+    probe = protect_probe(eyes["eye_a_3"], engine.key)
+    assert compare_protected(stolen, probe) < PROTECTED_THRESHOLD
+
+
+def test_plain_store_has_no_transform_key_to_renew(store: TemplateStore) -> None:
+    with pytest.raises(ConfigurationError, match="no transform key"):
+        store.renew_protection()
