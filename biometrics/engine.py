@@ -44,7 +44,7 @@ from enrollment.store import Candidate, Outcome, Reference, TemplateStore
 from matching import compare
 from matching.prefilter import InvalidPrefilter, Prefilter, check, stack
 from matching.registration import prepare_reference
-from matching.search import Gallery, Scored, rescore, score_all
+from matching.search import Gallery, Scored, rescore
 
 Mode = Literal["1:1", "1:N"]
 
@@ -201,7 +201,7 @@ class Engine:
     def _score_claim(self, probe: Any, keys: Sequence[int]) -> list[float]:
         """Scores of the probe against captures ``keys`` (at least one score, whatever)."""
         refs = self.references(keys)
-        return score_all(probe, [refs[k] for k in keys if k in refs]) or [compare(probe, probe)]
+        return [compare(refs[k], probe) for k in keys if k in refs] or [compare(probe, probe)]
 
     def _search(self, probe: Any) -> tuple[list[Scored], dict[int, _Row], int]:
         """1:N candidates, best first, one per owner, with their rows and the revision."""
