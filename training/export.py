@@ -120,3 +120,90 @@ def export_model(
         ),
     )
     return diff, threshold
+
+
+def export_checkpoints(
+    paths: list[Path],
+    out: Path,
+    *,
+    threshold_from: str = "validation",
+    data: Path | None = None,
+    fixed_hw: tuple[int, int] | None = None,
+) -> tuple[float, float]:
+    """Export training checkpoints (one model, or several as an ensemble) with their card;
+    returns the ONNX-vs-torch logit difference and the threshold written.
+
+    What ``retauth export-seg`` does, for scripts too. A per-data-set model has one to three
+    validation images, too few to place a threshold well: ``threshold_from="train"`` picks it
+    on every training image of its data sets. An ensemble's threshold is always chosen again
+    on the exported graph (validation images, or training images with ``"train"``); both need
+    the ``data`` root.
+    """
+    from biometrics.errors import InputError
+    from segmentation.backends import OnnxSegmenter
+    from segmentation.models import build
+    from segmentation.models.ensemble import Ensemble
+    from training.datasets import DATASETS, load_split, train_val
+    from training.evaluate import choose_threshold
+
+    ensemble = len(paths) > 1
+    if (threshold_from == "train" or ensemble) and data is None:
+        raise InputError("choosing the threshold again needs the data root (--data)")
+    members, described = [], []
+    for path in paths:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        config = ck.get("config", {})
+        member = build(config.get("arch", "m2unet"))
+        member.load_state_dict(ck["model"])
+        members.append((member, ck, config))
+        described.append(
+            f"{config.get('arch', 'm2unet')} {path.name} (step {ck.get('step', '?')}, "
+            f"validation Dice {float(ck.get('val_dice', float('nan'))):.4f}, "
+            f"seed {config.get('seed', '?')})"
+        )
+    model, ck, config = members[0]
+    datasets = tuple(config.get("datasets", ()))
+    diameter = int(config.get("diameter", 540))
+    for _, _, other in members[1:]:
+        if int(other.get("diameter", 540)) != diameter:
+            raise InputError("ensemble members were trained at different FOV diameters")
+        if tuple(other.get("datasets", ())) != datasets:
+            raise InputError("ensemble members were trained on different data sets")
+    if ensemble:
+        model = Ensemble([m for m, _, _ in members]).eval()
+    name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
+    dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
+    provenance = {
+        "checkpoints": [p.name for p in paths],
+        "steps": [c.get("step") for _, c, _ in members],
+        "recipe": config.get("recipe", "m2unet"),
+        "loss": config.get("loss", "bce-jaccard"),
+    }
+
+    def on_training_images(onnx: Path) -> tuple[float, str, None]:
+        samples = [s for d in datasets for s in load_split(data, d, "train")]
+        chosen, train_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
+        return chosen, f"train ({len(samples)} images, Dice {train_dice:.4f})", None
+
+    def on_validation_images(onnx: Path) -> tuple[float, str, float]:
+        samples = [s for d in datasets for s in train_val(load_split(data, d, "train"), d)[1]]
+        chosen, val_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
+        return chosen, f"validation ({len(samples)} images, the ensemble)", val_dice
+
+    retune = None
+    if threshold_from == "train":
+        retune = on_training_images
+    elif ensemble:
+        retune = on_validation_images
+    return export_model(
+        model,
+        out,
+        dice,
+        threshold,
+        name,
+        diameter,
+        fixed_hw,
+        retune=retune,
+        provenance=provenance,
+        members=described if ensemble else None,
+    )

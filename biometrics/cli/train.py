@@ -194,14 +194,7 @@ def export_seg_command(
     """
     with errors_to_exit_codes(as_json=as_json):
         require("retauth export-seg", "torch", "onnx")
-        import torch
-
-        from segmentation.backends import OnnxSegmenter
-        from segmentation.models import build
-        from segmentation.models.ensemble import Ensemble
-        from training.datasets import DATASETS, load_split, train_val
-        from training.evaluate import choose_threshold
-        from training.export import export_model
+        from training.export import export_checkpoints
 
         paths = [Path(c) for c in checkpoint]
         for path in paths:
@@ -209,8 +202,7 @@ def export_seg_command(
                 raise InputError(f"{path.name}: checkpoint not found")
         if threshold_from not in ("validation", "train"):
             raise InputError("--threshold-from must be validation or train")
-        ensemble = len(paths) > 1
-        root = data_root(data) if threshold_from == "train" or ensemble else None
+        needs_data = threshold_from == "train" or len(paths) > 1
         fixed_hw = None
         if fixed:
             from segmentation.compile import parse_shape  # the one HxW parser
@@ -219,64 +211,12 @@ def export_seg_command(
                 fixed_hw = parse_shape(fixed)
             except InputError as exc:
                 raise InputError(f"--fixed: {exc}") from None
-        members, described = [], []
-        for path in paths:
-            ck = torch.load(path, map_location="cpu", weights_only=False)
-            config = ck.get("config", {})
-            member = build(config.get("arch", "m2unet"))
-            member.load_state_dict(ck["model"])
-            members.append((member, ck, config))
-            described.append(
-                f"{config.get('arch', 'm2unet')} {path.name} (step {ck.get('step', '?')}, "
-                f"validation Dice {float(ck.get('val_dice', float('nan'))):.4f}, "
-                f"seed {config.get('seed', '?')})"
-            )
-        model, ck, config = members[0]
-        datasets = tuple(config.get("datasets", ()))
-        diameter = int(config.get("diameter", 540))
-        for _, _, other in members[1:]:
-            if int(other.get("diameter", 540)) != diameter:
-                raise InputError("ensemble members were trained at different FOV diameters")
-            if tuple(other.get("datasets", ())) != datasets:
-                raise InputError("ensemble members were trained on different data sets")
-        if ensemble:
-            model = Ensemble([m for m, _, _ in members]).eval()
-        name = "combined" if set(datasets) == set(DATASETS) else "+".join(datasets)
-        dice, threshold = float(ck.get("val_dice", float("nan"))), float(ck.get("threshold", 0.5))
-        provenance = {
-            "checkpoints": [p.name for p in paths],
-            "steps": [c.get("step") for _, c, _ in members],
-            "recipe": config.get("recipe", "m2unet"),
-            "loss": config.get("loss", "bce-jaccard"),
-        }
-
-        def on_training_images(onnx: Path) -> tuple[float, str, None]:
-            samples = [s for d in datasets for s in load_split(root, d, "train")]
-            chosen, train_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
-            return chosen, f"train ({len(samples)} images, Dice {train_dice:.4f})", None
-
-        def on_validation_images(onnx: Path) -> tuple[float, str, float]:
-            samples = [s for d in datasets for s in train_val(load_split(root, d, "train"), d)[1]]
-            chosen, val_dice = choose_threshold(OnnxSegmenter(onnx), samples, diameter)
-            return chosen, f"validation ({len(samples)} images, the ensemble)", val_dice
-
-        retune = None
-        if threshold_from == "train":
-            retune = on_training_images
-        elif ensemble:
-            retune = on_validation_images
-
-        diff, threshold = export_model(
-            model,
+        diff, threshold = export_checkpoints(
+            paths,
             Path(out),
-            dice,
-            threshold,
-            name,
-            diameter,
-            fixed_hw,
-            retune=retune,
-            provenance=provenance,
-            members=described if ensemble else None,
+            threshold_from=threshold_from,
+            data=data_root(data) if needs_data else None,
+            fixed_hw=fixed_hw,
         )
         emit(
             {"onnx": str(out), "max_abs_logit_diff": diff, "threshold": threshold},
