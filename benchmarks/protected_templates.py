@@ -85,6 +85,7 @@ from matching.protected_metrics import (  # noqa: E402
     profile_linkage,
     score_matrix,
     split_pairs,
+    strip_chaff,
 )
 from matching.protocols import captures_from_pattern  # noqa: E402
 from matching.zoo import SOURCES, mirrored, zoo_captures  # noqa: E402
@@ -191,7 +192,7 @@ def unlinkability(
     """D↔sys over mated/non-mated cross-key reference pairs; renewability from the same."""
     refs = [[protect(t, key) for t in ridb] for key in keys]
     same_key = split_pairs(score_matrix(refs[0], refs[0]), ids, same_records=True)[1]
-    mated, nonmated, count_m, count_n, prof_m, prof_n = ([] for _ in range(6))
+    mated, nonmated, count_m, count_n, prof_m, prof_n, aware_m, aware_n = ([] for _ in range(8))
     for other in refs[1:]:
         m, n = cross_scores(refs[0], other, ids)
         mated.append(m)
@@ -202,6 +203,10 @@ def unlinkability(
         m, n = split_pairs(profile_linkage(refs[0], other), ids, same_records=False)
         prof_m.append(m)
         prof_n.append(n)
+        aware = profile_linkage(refs[0], other, chaff_aware=True)
+        m, n = split_pairs(aware, ids, same_records=False)
+        aware_m.append(m)
+        aware_n.append(n)
     m, n = np.concatenate(mated), np.concatenate(nonmated)
     system = linkability(m, n)
     linkability_plot(system, out / "linkability.png", "protected references, cross-key")
@@ -216,6 +221,10 @@ def unlinkability(
         "d_sys_self_profile_attack": linkability(
             np.concatenate(prof_m), np.concatenate(prof_n)
         ).d_sys,
+        "d_sys_chaff_aware_profile_attack": linkability(
+            np.concatenate(aware_m), np.concatenate(aware_n)
+        ).d_sys,
+        "chaff_aware_rows_kept": _rows_kept(refs[0]),
         "pairs": {"mated": int(m.size), "nonmated": int(n.size)},
         "renewability": {
             "cross_key_mated_max": float(m.max()),
@@ -229,6 +238,13 @@ def unlinkability(
             ),
         },
     }
+
+
+def _rows_kept(records: list) -> dict[str, float]:
+    """How the chaff-aware attacker's row filter does: rows kept of 128, against the number of
+    descriptor rows each record really has (known here, not to the attacker)."""
+    kept = [len(strip_chaff(r)) for r in records]
+    return {"median": float(np.median(kept)), "min": int(min(kept)), "max": int(max(kept))}
 
 
 def irreversibility(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from eyes import templates
 
-from matching.protected import Descriptors, TransformKey, cylinders, protect
+from matching.protected import Descriptors, ProtectedTemplate, TransformKey, cylinders, protect
 from matching.protected_metrics import (
     count_linkage,
     cross_scores,
@@ -20,6 +20,7 @@ from matching.protected_metrics import (
     position_attack,
     profile_linkage,
     split_pairs,
+    strip_chaff,
 )
 
 KEYS = [TransformKey(bytes([i + 1]) * 32, generation=i) for i in range(2)]
@@ -106,3 +107,16 @@ def test_position_attack_does_no_better_than_chance_without_the_key():
     guessed = position_attack(record, victim.junctions, dictionary, KEYS[1])
     assert 0.0 <= guessed.chance <= 1.0
     assert guessed.precision <= guessed.chance + 0.1
+
+
+def test_chaff_aware_attacker_drops_random_rows_and_keeps_correlated_ones():
+    """Rows drawn around a few shared directions (as neighbouring junctions' descriptors are)
+    survive the filter; uniformly random rows (chaff) do not."""
+    rng = np.random.default_rng(0)
+    centres = rng.choice([-1, 1], (8, 256))
+    flips = rng.random((96, 256)) < 0.15  # two rows of one direction: ±1 inner product ~0.5
+    descriptors = np.where(flips, -centres[np.arange(96) % 8], centres[np.arange(96) % 8])
+    chaff = rng.choice([-1, 1], (32, 256))
+    bits = np.packbits(np.concatenate([descriptors, chaff]) > 0, axis=1)
+    kept = strip_chaff(ProtectedTemplate(bits, 0))
+    assert set(kept.tolist()) == set(range(96))
