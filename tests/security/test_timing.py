@@ -17,6 +17,8 @@ import pytest
 from eyes import templates
 
 from biometrics.engine import Engine
+from biometrics.service import open_engine
+from biometrics.settings import load_settings
 from enrollment import LockoutPolicy, TemplateStore
 from enrollment.errors import UnknownUser, UserLocked, UserRevoked
 from matching import DEFAULT_THRESHOLD
@@ -33,9 +35,18 @@ def _claim(engine: Engine, probe, user: str) -> float:
     return time.perf_counter() - start
 
 
-def test_known_unknown_revoked_locked_cost_the_same(sqlite_store: TemplateStore) -> None:
+def _engine(store: TemplateStore, kind: str) -> Engine:
+    if kind == "plain":
+        return Engine(store, threshold=DEFAULT_THRESHOLD)
+    # Synthetic eyes resemble each other in the protected domain: a threshold no impostor
+    # reaches keeps the locking claim below a failure.
+    return open_engine(store, load_settings(protected_templates=True, threshold=0.99))
+
+
+@pytest.mark.parametrize("kind", ["plain", "protected"])
+def test_known_unknown_revoked_locked_cost_the_same(sqlite_store: TemplateStore, kind: str) -> None:
     t = templates()
-    engine = Engine(sqlite_store, threshold=DEFAULT_THRESHOLD)
+    engine = _engine(sqlite_store, kind)
     # Every id holds the same two captures, so the references compared cost the same and
     # only what the engine does differently per kind of id can show.
     refs = [t["eye1"], t["eye1-moved"]]
@@ -43,8 +54,10 @@ def test_known_unknown_revoked_locked_cost_the_same(sqlite_store: TemplateStore)
         engine.enroll(user, refs)
     sqlite_store.revoke("gone")
     engine.store.policy = LockoutPolicy(max_failures=1, window_s=3600, lockout_s=3600)
-    engine.verify(t["eye0-moved"], "user3")  # one failure locks user3
+    assert not engine.verify(t["eye0-moved"], "user3").accepted  # one failure locks user3
     engine.store.policy = LockoutPolicy(max_failures=10_000, window_s=3600, lockout_s=3600)
+    with pytest.raises(UserLocked):
+        engine.verify(t["eye4-moved"], "user3")
     # An eye nobody enrolled: the attacker probing ids does not hold the victims' eyes.
     probe = t["eye4-moved"]
     claims = {"known": "user1", "unknown": "nobody", "revoked": "gone", "locked": "user3"}
