@@ -24,6 +24,7 @@ out of 1:N (re-enrolment under the current key repairs it).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from biometrics.engine import Engine, _Row
@@ -61,6 +62,7 @@ class ProtectedEngine(Engine):
         self._records: dict[int, ProtectedTemplate] = {}
         self._searched: tuple[ProtectedGallery, list[int]] | None = None  # index, its keys
         self._delta: list[int] = []  # keys loaded since the index was built
+        self._building = threading.Lock()
         super().__init__(store, threshold=threshold)
 
     # --- what is kept ------------------------------------------------------------------------
@@ -121,12 +123,25 @@ class ProtectedEngine(Engine):
         # a claim with nothing to compare is scored against the probe itself: the same work
         return similarity(refs or [probe], probe).tolist()
 
-    def _search(self, probe: ProtectedTemplate) -> tuple[list[Scored], dict[int, _Row], int]:
-        with self._lock:
-            if self._searched is None and self._records:
+    def _build_index(self) -> None:
+        """Build the 1:N index if there is none, outside the engine lock (seconds at 10,000
+        captures: 1:1 claims must not wait for it); one build at a time. What is enrolled
+        meanwhile becomes the delta; what is removed is skipped by the record check."""
+        with self._building:
+            with self._lock:
+                if self._searched is not None or not self._records:
+                    return
                 keys = sorted(self._records)
-                self._searched = ProtectedGallery([self._records[k] for k in keys]), keys
-                self._delta = []
+                records = [self._records[k] for k in keys]
+            gallery = ProtectedGallery(records)
+            with self._lock:
+                built = set(keys)
+                self._searched = gallery, keys
+                self._delta = [k for k in self._records if k not in built]
+
+    def _search(self, probe: ProtectedTemplate) -> tuple[list[Scored], dict[int, _Row], int]:
+        self._build_index()
+        with self._lock:
             revision = self.revision
             if self._searched is None:
                 return [], {}, revision

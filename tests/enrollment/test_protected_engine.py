@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select, update
 
@@ -161,3 +163,31 @@ def test_renewed_transform_key_retires_every_reference(
 def test_plain_store_has_no_transform_key_to_renew(store: TemplateStore) -> None:
     with pytest.raises(ConfigurationError, match="no transform key"):
         store.renew_protection()
+
+
+def test_claims_go_on_while_the_1n_index_is_built(
+    engine: ProtectedEngine, eyes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first 1:N claim builds the index (seconds in a large gallery) outside the engine
+    lock: a 1:1 claim made meanwhile is decided without waiting for it."""
+    import biometrics.protected_engine as module
+
+    started, release = threading.Event(), threading.Event()
+    real = module.ProtectedGallery
+
+    def slow_gallery(records):
+        started.set()
+        assert release.wait(10), "the 1:1 claim waited for the index build"
+        return real(records)
+
+    monkeypatch.setattr(module, "ProtectedGallery", slow_gallery)
+    found: list = []
+    search = threading.Thread(target=lambda: found.append(engine.identify(eyes["eye_a_3"])))
+    search.start()
+    try:
+        assert started.wait(10)
+        assert engine.verify(eyes["eye_a_3"], "alice").accepted
+    finally:
+        release.set()
+        search.join(20)
+    assert found and found[0].user_id == "alice"
