@@ -29,6 +29,7 @@ import numpy as np
 
 from biometrics.errors import StoredDataError
 from biometrics.graph import BIFURCATION, CROSSOVER, ENDPOINT, MultiGraph
+from biometrics.ranges import ranges
 
 MAGIC = b"RTPL"
 FORMAT_VERSION = 1
@@ -258,7 +259,7 @@ def _resample(polylines: tuple[np.ndarray, ...], step: float) -> np.ndarray:
     length = arc[starts + sizes - 1]
     count = np.where(length < step, 1, np.floor((length + 1e-6) / step).astype(np.int64) + 1)
     owner = np.repeat(np.arange(len(sizes)), count)
-    s = (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)) * step
+    s = ranges(count) * step
     # Index of the segment end after s, within the owning polyline (s = 0 maps to segment 1).
     key = np.repeat(np.cumsum(length + 1.0) - length - 1.0, sizes) + arc
     query = np.cumsum(length + 1.0)[owner] - length[owner] - 1.0 + s

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from biometrics.errors import StoredDataError
+from biometrics.ranges import ranges
 from biometrics.template import Template
 
 #: Radius (canonical pixels; the FOV is 540 px across) of the neighbourhood a descriptor
@@ -195,7 +196,7 @@ def _samples(polylines: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]
     a, d, length = a[keep], d[keep], length[keep]
     count = np.maximum(1, np.rint(length / STEP).astype(np.int64))
     owner = np.repeat(np.arange(len(a)), count)
-    t = (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + 0.5) / count[owner]
+    t = (ranges(count) + 0.5) / count[owner]
     return a[owner] + d[owner] * t[:, None], np.arctan2(d[owner, 1], d[owner, 0])
 
 
@@ -282,7 +283,7 @@ def _neighbourhoods(
     stop = np.searchsorted(xs, junctions[:, 0] + RADIUS, side="right")
     counts = stop - start
     j = np.repeat(np.arange(len(junctions)), counts)
-    p = order[np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - start, counts)]
+    p = order[ranges(counts, start)]
     dx = pts[p, 0] - junctions[j, 0]
     dy = pts[p, 1] - junctions[j, 1]
     near = dx * dx + dy * dy < RADIUS * RADIUS
@@ -463,9 +464,7 @@ class ProtectedGallery:
         at = np.minimum(np.searchsorted(self._bucket, query), len(self._bucket) - 1)
         at = at[self._bucket[at] == query]
         count = self._count[at]
-        # all postings of the matched buckets, as one index array (no loop over buckets)
-        first = np.repeat(self._start[at] - np.cumsum(count) + count, count)
-        index = first + np.arange(int(count.sum()))
+        index = ranges(count, self._start[at])  # all postings of the matched buckets
         weight = np.repeat(self._idf[at], count)
         return np.bincount(self._owner[index], weight, minlength=len(self.records))
 
