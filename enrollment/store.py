@@ -457,8 +457,7 @@ class TemplateStore:
         The marker is MAC'd with the deployment secret: edited, it is tampering, and
         removed, a protected store reads as a plain one whose records all fail to parse.
         """
-        with read_session(self.engine) as session:
-            generation = self._protection(session)
+        generation = self.protected_generation()
         if wanted == (generation is not None):
             return generation
         with write_session(self.engine) as session:
@@ -481,6 +480,12 @@ class TemplateStore:
             session.merge(Meta(name=PROTECTION_META, value=self._protection_marker(0)))
             self.append_audit(session, "protection", detail="protected templates, generation 0")
             return 0
+
+    def protected_generation(self) -> int | None:
+        """The transform-key generation if this store keeps protected references, else None
+        (a read: what a command that only inspects the store needs; the marker is checked)."""
+        with read_session(self.engine) as session:
+            return self._protection(session)
 
     def renew_protection(self) -> int:
         """Issue the next transform-key generation (after a leak of protected references).

@@ -40,7 +40,7 @@ def dedup(
         settings = store_settings(db, key_file, dask_scheduler=scheduler, threshold=threshold)
         limit = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
         with open_store(db, key_file, create=False) as store:
-            if store.protection(settings.protected_templates) is not None:
+            if store.protected_generation() is not None:
                 raise ConfigurationError(
                     "retauth dedup compares plain templates; a store of protected references "
                     "cannot be deduplicated yet"

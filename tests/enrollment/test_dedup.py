@@ -42,3 +42,22 @@ def test_twin_enrolment_found(enrolled, store, args) -> None:
     assert code == 1
     assert [sorted(d["users"]) for d in out["duplicates"]] == [["twin", "user1"]]
     assert out["duplicates"][0]["score"] >= DEFAULT_THRESHOLD
+
+
+def test_protected_store_is_refused_without_writing(store, db_url, monkeypatch) -> None:
+    """dedup only reads: it refuses a protected store in one line (exit 2), and with the
+    protected setting on an empty store it neither fails nor claims the store's kind."""
+    from biometrics.service import open_engine
+    from biometrics.settings import load_settings
+
+    monkeypatch.setenv("RETAUTH_DB_URL", db_url)
+    monkeypatch.setenv("RETAUTH_PROTECTED_TEMPLATES", "1")
+    events = len(store.audit_events())
+    code, out = _dedup()
+    assert code == 0 and out["captures"] == 0
+    assert store.protected_generation() is None and len(store.audit_events()) == events
+    open_engine(store, load_settings(protected_templates=True)).enroll(
+        "alice", [templates()["eye0"]]
+    )
+    code, out = _dedup()
+    assert code == 2 and "protected references" in out["error"]
