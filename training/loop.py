@@ -46,6 +46,7 @@ from training.augment import AugmentConfig, augment
 from training.datasets import DATASETS, Sample, load_split, train_val
 from training.evaluate import choose_threshold
 from training.loss import LOSSES, deep_supervision
+from training.onnx_import import load_onnx_weights
 
 #: Training recipes: optimiser, schedule and default loss (see the module docstring).
 RECIPES = {
@@ -208,7 +209,8 @@ def train(
     )
 
     model = build(cfg.arch)
-    if cfg.init:
+    from_onnx = cfg.init.endswith(".onnx")
+    if cfg.init and not from_onnx:
         model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
         log(f"initialised from {cfg.init}")
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -246,6 +248,10 @@ def train(
             f"best Dice {state['best_dice']:.4f}"
         )
     sampler = BatchSampler(train_images, aug, rng)
+    if from_onnx and state["step"] == 0:  # batch norms folded at export: calibrated on a batch
+        calibration = torch.from_numpy(sampler.batch(cfg.batch_size)[0]).to(device)
+        load_onnx_weights(model, cfg.init, calibration)
+        log(f"initialised from {cfg.init} (batch norms calibrated on one training batch)")
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     def save(path: Path) -> None:

@@ -53,7 +53,9 @@ def train_command(
     threads: int = typer.Option(2, help="torch CPU threads."),
     resume: bool = typer.Option(False, help="Continue from <out>/last.pt."),
     init: str = typer.Option(
-        None, help="Fine-tune: start from this checkpoint's weights (e.g. a combined best.pt)."
+        None,
+        help="Fine-tune: start from a checkpoint's weights (e.g. a combined best.pt) or from "
+        "an exported U²-Net .onnx (its folded batch norms are calibrated on a training batch).",
     ),
     diameter: int = typer.Option(
         540, help="FOV diameter (px) the model works at; 540 = canonical."

@@ -204,3 +204,47 @@ def test_resume_refuses_another_architecture(fixture_root, tmp_path):
     other = recipe_config("seed", arch="u2net-xs", datasets=("drive",), steps=2, **small)
     with pytest.raises(ValueError, match="--arch u2net-xs-dw run"):
         train(other, fixture_root, tmp_path, resume=True, log=lambda _: None)
+
+
+class TestInitFromOnnx:
+    """`retauth train --init model.onnx`: the exported function comes back into torch."""
+
+    @pytest.mark.parametrize("arch", ["u2net-xs", "u2net-xs-dw"])
+    def test_exported_function_is_recovered_in_both_modes(self, arch, tmp_path):
+        from training.onnx_import import load_onnx_weights
+
+        torch.manual_seed(2)
+        trained = build(arch).train()
+        with torch.no_grad():  # non-trivial running statistics, as a trained model has
+            for _ in range(3):
+                trained(torch.rand(2, 3, 64, 64) * 0.7)
+        path = export_onnx(trained.eval(), tmp_path / "m.onnx")
+        fresh = build(arch)
+        batch = _synthetic_batch(4, 64)[0]
+        load_onnx_weights(fresh, path, batch)
+        assert parity(fresh.eval(), path, hw=(64, 96)) < 1e-4  # eval mode: running statistics
+        with torch.no_grad():  # training mode, on the calibration batch: batch statistics
+            out = fresh.train()(batch)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+        expected = trained.eval()(batch)
+        expected = expected[0] if isinstance(expected, (list, tuple)) else expected
+        assert float((out - expected.detach()).abs().max()) < 1e-4
+
+    def test_another_architecture_is_refused(self, tmp_path):
+        from biometrics.errors import InputError
+        from training.onnx_import import load_onnx_weights
+
+        path = export_onnx(build("u2net-xs").eval(), tmp_path / "xs.onnx")
+        with pytest.raises(InputError, match="do not match"):
+            load_onnx_weights(build("u2net-xs-dw"), path, _synthetic_batch(2, 64)[0])
+
+    def test_a_run_starts_from_the_exported_model(self, fixture_root, tmp_path):
+        torch.manual_seed(3)
+        path = export_onnx(build("u2net-xs").eval(), tmp_path / "start.onnx")
+        small = {"batch_size": 2, "crop": 32, "val_every": 2, "diameter": 48, "threads": 1}
+        cfg = recipe_config(
+            "seed", arch="u2net-xs", datasets=("drive",), steps=2, init=str(path), **small
+        )
+        lines: list[str] = []
+        assert train(cfg, fixture_root, tmp_path / "run", log=lines.append)["steps"] == 2
+        assert any("batch norms calibrated" in line for line in lines)
