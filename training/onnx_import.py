@@ -42,7 +42,7 @@ def load_onnx_weights(model: nn.Module, path: str | Path, batch: torch.Tensor) -
     ]
     order = _execution_order(model, batch[:1])
     if len(order) != len(convs) or any(
-        tuple(conv.weight.shape) != w.shape for conv, (w, _) in zip(order, convs)
+        tuple(conv.weight.shape) != w.shape for conv, (w, _) in zip(order, convs, strict=True)
     ):
         raise InputError(
             f"{path}: its convolutions do not match a {type(model).__name__} of this "
@@ -51,7 +51,7 @@ def load_onnx_weights(model: nn.Module, path: str | Path, batch: torch.Tensor) -
     norm_after = _norm_after_conv(model)
     folded: dict[nn.BatchNorm2d, torch.Tensor] = {}
     with torch.no_grad():
-        for conv, (w, b) in zip(order, convs):
+        for conv, (w, b) in zip(order, convs, strict=True):
             conv.weight.copy_(torch.from_numpy(w))
             bias = torch.from_numpy(b) if b is not None else torch.zeros(w.shape[0])
             bias = bias.to(conv.weight.device)
