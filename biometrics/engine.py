@@ -43,7 +43,7 @@ from enrollment.errors import (
 from enrollment.store import Candidate, Outcome, Reference, TemplateStore
 from matching import compare
 from matching.prefilter import InvalidPrefilter, Prefilter, check, stack
-from matching.registration import prepare_reference
+from matching.score import prepare_reference
 from matching.search import Gallery, Scored, rescore
 
 Mode = Literal["1:1", "1:N"]

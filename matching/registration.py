@@ -57,8 +57,10 @@ ICP_POINTS = 800
 #: Vote peaks that go on to consensus and refinement.
 PEAKS = 8
 _MARGIN = 32
-#: Steps per pixel of a raster's stored distance map (uint8: distances up to 63.75 px).
-DIST_STEPS = 4
+#: (dy, dx) offsets of the disc of radius JUNCTION_TOL that counts as landing on a junction.
+_DISC = np.nonzero(
+    cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(JUNCTION_TOL) + 1,) * 2)
+) - np.int64(JUNCTION_TOL)
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,10 @@ IDENTITY = Similarity(1 + 0j, 0j, 0)
 
 
 class Raster:
-    """A template's centreline drawn on a grid: distance map, and nearest-point lookup.
+    """A probe's centreline drawn on a grid: distance to and position of the nearest pixel.
 
-    The distance map is all a comparison needs of a reference (scoring counts samples near
-    it); the nearest-pixel labels that ICP follows cost twice as much to compute and are
-    only needed of the probe, once per request, so they are computed on first use.
+    What ICP follows, built once per request (scoring asks references other questions:
+    :class:`matching.score.AgreementMap`).
     """
 
     def __init__(self, points: np.ndarray) -> None:
@@ -107,53 +108,24 @@ class Raster:
         grid = np.full((h, w), 255, np.uint8)
         ij = np.rint(points - self.offset).astype(np.int64)
         grid[ij[:, 1], ij[:, 0]] = 0
-        # Quarter pixels, floored, saturating at 63.75 px: a quarter of the float map's memory
-        # (the engine keeps several references' maps), and exact for every tolerance the
-        # matcher compares with (multiples of 1/4 px below the saturation).
-        dist = cv2.distanceTransform(grid, cv2.DIST_L2, 5)
-        np.multiply(dist, DIST_STEPS, out=dist)  # in place: a fresh ~1 MB array costs page faults
-        np.minimum(dist, 255, out=dist)
-        self.dist = dist.astype(np.uint8)
-
-    @cached_property
-    def _nearest(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel, the label of the nearest centreline pixel; per label, its coordinates.
-
-        The centreline grid is not kept (it would double a cached reference's memory): its
-        pixels are exactly those at distance 0.
-        """
-        grid = np.where(self.dist == 0, 0, 255).astype(np.uint8)
-        _, labels = cv2.distanceTransformWithLabels(
+        self.dist, self._labels = cv2.distanceTransformWithLabels(
             grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
         )
         # Label k (1-based) is the k-th centreline pixel in row-major order.
-        w = self.shape[1]
         on = np.flatnonzero(grid.ravel() == 0)
         xy = np.stack([on % w, on // w], 1)
-        return labels, np.concatenate([[[0, 0]], xy]).astype(np.float32)
-
-    def _cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Grid cells of ``points`` (x, y) and which of them lie on the grid."""
-        ij = np.rint(points - self.offset).astype(np.int64)
-        h, w = self.shape
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
-        return ij[ok, 0], ij[ok, 1], ok
-
-    def distance(self, points: np.ndarray) -> np.ndarray:
-        """Distance to the nearest centreline pixel (inf off the grid)."""
-        x, y, ok = self._cells(points)
-        dist = np.full(len(points), np.inf, np.float32)
-        dist[ok] = self.dist[y, x] / np.float32(DIST_STEPS)
-        return dist
+        self._pixels = np.concatenate([[[0, 0]], xy]).astype(np.float32)
 
     def lookup(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance to and coordinates of the nearest centreline pixel (inf/NaN off the grid)."""
-        labels, nearest = self._nearest
-        x, y, ok = self._cells(points)
+        ij = np.rint(points - self.offset).astype(np.int64)
+        h, w = self.shape
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        x, y = ij[ok, 0], ij[ok, 1]
         dist = np.full(len(points), np.inf, np.float32)
         near = np.full((len(points), 2), np.nan, np.float32)
-        dist[ok] = self.dist[y, x] / np.float32(DIST_STEPS)
-        near[ok] = nearest[labels[y, x]] + self.offset
+        dist[ok] = self.dist[y, x]
+        near[ok] = self._pixels[self._labels[y, x]] + self.offset
         return dist, near
 
 
@@ -181,10 +153,10 @@ class Branches:
         w, h = (np.ceil(xy.max(axis=0) + _MARGIN - lo).astype(int) + 1).tolist()
         hit = np.zeros((h, w), np.uint8)
         ij = np.rint(xy - lo).astype(int)
-        hit[ij[:, 1], ij[:, 0]] = 1
-        r = int(JUNCTION_TOL)
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        return lo, cv2.dilate(hit, disc)
+        # The disc written around each junction (a few dozen junctions: cheaper than dilating
+        # the whole map, which a cold reference of every 1:N request would pay).
+        hit[ij[:, 1, None] + _DISC[0], ij[:, 0, None] + _DISC[1]] = 1
+        return lo, hit
 
     @classmethod
     def of(cls, template: Template) -> Branches:
@@ -227,20 +199,12 @@ def branches_of(template: Template) -> Branches:
     return found
 
 
-def prepare_reference(template: Template) -> None:
-    """Build what comparing against ``template`` as a reference needs (its distance map, its
-    junctions' branch table and hit map), ahead of the comparison, e.g. while the probe is
-    still being analysed."""
-    raster_of(template)
-    _ = branches_of(template).hits
-
-
 def register(probe: Template, reference: Template) -> Similarity:
     """Estimate the similarity transform that maps ``probe`` onto ``reference``.
 
     ICP runs the other way, reference centreline onto the probe's: so only the probe's raster
     needs nearest-point labels, built once per request, while each of the many references a
-    1:N request scores (often not yet cached) needs only its cheaper distance map.
+    1:N request scores (often not yet cached) needs only its cheaper agreement map.
     """
     pa, pb = probe.junctions, reference.junctions
     if len(pa) < 2 or len(pb) < 2:
@@ -349,9 +313,9 @@ def _vote(
     Votes are flat: vote ``i`` is translation ``t[i]`` with ``weight[i]`` for hypothesis
     ``row[i]`` (each rotation has its own voters). Only translations within ``reach`` of the
     hypothesis' ``centre`` count. Each vote counts in the 2×2 bins whose corner it is near,
-    so that a peak split across a bin border is not lost. One ``bincount`` for all
-    hypotheses, on a grid with a spare row and column (where the neighbours of the last bins
-    land, dropped after).
+    so that a peak split across a bin border is not lost: one ``bincount`` of the votes for
+    all hypotheses, then a 2×2 box sum, on a grid with a spare row and column (where the
+    neighbours of the last bins land, dropped after).
     """
     n = 2 * int(reach / size) + 1
     rel = (t - centre[row]) / size + (n // 2) * (1 + 1j)
@@ -359,8 +323,11 @@ def _vote(
     rows, side = len(centre), n + 1
     on = (tx >= 0) & (tx < n) & (ty >= 0) & (ty < n)
     cell = (row[on] * side + ty[on]) * side + tx[on]
-    cells = np.concatenate([cell, cell + 1, cell + side, cell + side + 1])
-    acc = np.bincount(cells, np.tile(weight[on], 4), rows * side * side)
+    acc = np.bincount(cell, weight[on], rows * side * side)
+    # The box on the flat array: each bin adds the bin above and then the one left of it
+    # (no vote lands in a spare row or column, so nothing leaks between hypotheses or rows).
+    acc[side:] += acc[:-side]
+    acc[1:] += acc[:-1]
     grid = acc.reshape(rows, side, side)
     grid[:, n, :] = grid[:, :, n] = -1.0  # the spare row and column never win (in place: no copy)
     per_row = acc.reshape(rows, -1)

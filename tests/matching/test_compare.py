@@ -82,33 +82,30 @@ def test_gallery_identifies_the_right_eye(templates):
     assert len(Gallery().shortlist(Prefilter.of(templates["a"]))) == 0
 
 
-def test_raster_distances_are_exact_at_the_matcher_tolerances(templates):
-    """The stored quarter-pixel map answers every threshold test as the float map would."""
-    import cv2
+def test_agreement_map_answers_the_score_tests_as_exact_distances_would(templates):
+    """Near (< POINT_TOL): exactly the Euclidean test on the query's pixel; covered
+    (< COVER_TOL): the same except within a coverage cell of the border."""
     import numpy as np
 
-    from matching.registration import Raster
-    from matching.score import COVER_TOL, POINT_TOL
+    from matching.score import COVER_CELL, COVER_TOL, POINT_TOL, AgreementMap
 
     points = templates["a"].points
-    raster = Raster(points)
+    amap = AgreementMap(points)
     rng = np.random.default_rng(0)
-    queries = points[rng.integers(len(points), size=2000)] + rng.uniform(-50, 50, (2000, 2))
+    queries = points[rng.integers(len(points), size=3000)] + rng.uniform(-60, 60, (3000, 2))
     queries = queries.astype(np.float32)
-    grid = np.full(raster.shape, 255, np.uint8)
-    ij = np.rint(points - raster.offset).astype(int)
-    grid[ij[:, 1], ij[:, 0]] = 0
-    exact = cv2.distanceTransform(grid, cv2.DIST_L2, 5)
-    cells = np.rint(queries - raster.offset).astype(int)
-    on = (cells >= 0).all(1) & (cells[:, 0] < raster.shape[1]) & (cells[:, 1] < raster.shape[0])
-    want = np.full(len(queries), np.inf, np.float32)
-    want[on] = exact[cells[on, 1], cells[on, 0]]
-    got = raster.distance(queries)
-    assert on.sum() > 1000 and (~on).sum() > 0
-    for tol in (POINT_TOL, COVER_TOL):
-        assert np.array_equal(got < tol, want < tol)
-    finite = np.isfinite(want) & (want < 60)
-    assert np.all((want[finite] - got[finite] >= 0) & (want[finite] - got[finite] < 0.25))
+    cell = np.rint(queries - amap.offset)
+    pixels = np.rint(points - amap.offset)
+    exact = np.sqrt(((cell[:, None] - pixels[None]) ** 2).sum(-1)).min(1)
+    clear = np.abs(exact - COVER_TOL) > 1.5 * COVER_CELL  # not within a cell of the border
+    covered, near = amap.count(queries)
+    assert near == int((exact < POINT_TOL).sum())
+    assert amap.count(queries[clear]) == (
+        int((exact[clear] < COVER_TOL).sum()),
+        int((exact[clear] < POINT_TOL).sum()),
+    )
+    assert 200 < near < covered < 3000
+    assert amap.count(queries + 10_000) == (0, 0)  # off the grid: neither
 
 
 def test_probe_lookup_finds_the_nearest_centreline_pixel(templates):
