@@ -199,9 +199,30 @@ def branches_of(template: Template) -> Branches:
     return found
 
 
-def register(probe: Template, reference: Template) -> Similarity:
+@dataclass(frozen=True)
+class Hypotheses:
+    """What the rotation–translation vote found: candidate transforms (K, 2) of ``(z, t)``,
+    strongest first, and the vote the strongest won (0 when there was nothing to vote on).
+
+    The vote is the first, cheaper part of a registration, and its strength ranks a 1:N
+    shortlist well: the true mate's vote is far above chance alignments of other eyes.
+    """
+
+    transforms: np.ndarray
+    strength: float
+
+
+def hypotheses(probe: Template, reference: Template) -> Hypotheses:
+    """The vote of :func:`_vote_transforms` for ``probe`` onto ``reference``."""
+    if len(probe.junctions) < 2 or len(reference.junctions) < 2:
+        return Hypotheses(np.zeros((0, 2), complex), 0.0)
+    return _vote_transforms(probe, reference)
+
+
+def register(probe: Template, reference: Template, found: Hypotheses | None = None) -> Similarity:
     """Estimate the similarity transform that maps ``probe`` onto ``reference``.
 
+    ``found``: the :func:`hypotheses` of this pair, when the caller has voted already.
     ICP runs the other way, reference centreline onto the probe's: so only the probe's raster
     needs nearest-point labels, built once per request, while each of the many references a
     1:N request scores (often not yet cached) needs only its cheaper agreement map.
@@ -209,7 +230,8 @@ def register(probe: Template, reference: Template) -> Similarity:
     pa, pb = probe.junctions, reference.junctions
     if len(pa) < 2 or len(pb) < 2:
         return IDENTITY
-    best = _consensus(pa, branches_of(reference), _hypotheses(probe, reference))
+    found = found or hypotheses(probe, reference)
+    best = _consensus(pa, branches_of(reference), found.transforms)
     best = _refine_on_junctions(pa, pb, best)
     return _icp(reference.points, raster_of(probe), best.inverse()).inverse()
 
@@ -229,8 +251,8 @@ def _signature(angles: np.ndarray) -> np.ndarray:
     return -np.sort(-sig, axis=1)
 
 
-def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
-    """Candidate transforms (z, t) from the rotation–translation vote, (K, 2), strongest first.
+def _vote_transforms(probe: Template, reference: Template) -> Hypotheses:
+    """Candidate transforms (z, t) from the rotation–translation vote, strongest first.
 
     Every probe–reference junction pair whose branch-angle signatures agree is a possible
     correspondence, weighted by that agreement. Its branch directions say how much the probe
@@ -281,7 +303,7 @@ def _hypotheses(probe: Template, reference: Template) -> np.ndarray:
     mean = np.bincount(row, near * t.real, len(zs)) + 1j * np.bincount(row, near * t.imag, len(zs))
     fine = np.where(mass > 0, mean / np.maximum(mass, 1e-12), fine)
     order = np.argsort(score)[::-1][:PEAKS]
-    return np.stack([zs[order], fine[order]], 1)
+    return Hypotheses(np.stack([zs[order], fine[order]], 1), float(score[order[0]]))
 
 
 def _pair_rotations(

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from biometrics.template import Template
-from matching.registration import Similarity, branches_of, register
+from matching.registration import Hypotheses, Similarity, branches_of, register
 
 #: Agreement tolerance (canonical pixels) between centrelines after alignment.
 POINT_TOL = 3.0
@@ -96,11 +96,14 @@ def _agreement(points: np.ndarray, other: AgreementMap) -> float:
     return near / covered
 
 
-def compare(reference: Template, probe: Template) -> float:
-    """Similarity of two templates in [0, 1] (symmetric up to registration noise)."""
+def compare(reference: Template, probe: Template, found: Hypotheses | None = None) -> float:
+    """Similarity of two templates in [0, 1] (symmetric up to registration noise).
+
+    ``found``: the pair's :func:`~matching.registration.hypotheses`, if already voted.
+    """
     if len(reference.points) < 50 or len(probe.points) < 50:
         return 0.0
-    sim: Similarity = register(probe, reference)
+    sim: Similarity = register(probe, reference, found)
     forward = _agreement(sim.apply(probe.points), agreement_map(reference))
     backward = _agreement(sim.inverse().apply(reference.points), agreement_map(probe))
     return float(np.sqrt(forward * backward))

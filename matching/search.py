@@ -5,8 +5,9 @@ capture in a few contiguous arrays, so ranking 100,000 captures is two matrix-ve
 products, not a Python loop. :meth:`Gallery.shortlist` returns the captures worth the full
 matcher: the best ``k`` by rotation-searched polar signature (found among the best
 ``POLAR_STAGE`` by its rotation-invariant magnitudes) and the best ``k`` by spectral
-embedding, interleaved so the most likely captures are scored first. :func:`rescore` then runs
-:func:`matching.compare` on them, stopping early once a capture scores far above any impostor.
+embedding, interleaved so the most likely captures are scored first. :func:`rescore` then
+votes each one's registration and runs :func:`matching.compare` on the strongest few,
+stopping early once a capture scores far above any impostor.
 
 Rows are added and removed in place (removal leaves a hole that :meth:`Gallery.compact`
 reclaims), so a long-running service follows enrolments without rebuilding the gallery.
@@ -22,6 +23,7 @@ import numpy as np
 
 from biometrics.template import Template
 from matching.prefilter import ANGLES, POLAR_FREQS, RINGS, Prefilter, polar_similarity
+from matching.registration import hypotheses
 from matching.score import compare
 
 #: Captures taken from each pre-filter ranking for the full matcher.
@@ -30,6 +32,10 @@ SHORTLIST = 8
 POLAR_STAGE = 256
 #: A capture scoring this much ends the re-scoring: impostor scores stay below ~0.35.
 EARLY_ACCEPT = 0.6
+#: Shortlisted captures the full matcher scores: those whose registration vote (its first,
+#: cheaper half) is strongest. Among 10 k enrolled captures every genuine RIDB probe's mate
+#: had the strongest vote of its shortlist (benchmarks/identify_scale.py), so four leave room.
+FULL_SCORE = 4
 #: The per-row arrays of a Gallery (the norms last: recomputed rather than moved by compact).
 _ARRAYS = ("keys", "owners", "polar", "magnitude", "spectral", "_spectral_norm")
 
@@ -199,22 +205,26 @@ def rescore(
     references: Callable[[Sequence[int]], dict[int, Template]],
     *,
     early_accept: float = EARLY_ACCEPT,
+    full: int = FULL_SCORE,
 ) -> list[Scored]:
     """Full-matcher scores of shortlisted captures, best first, one (the best) per owner.
 
-    ``references`` fetches templates for keys in one call; stops once a capture reaches
-    ``early_accept`` (a second identity above that score would be an enrolment duplicate,
-    which ``retauth dedup`` finds). One capture after the other: the matcher is mostly many
-    small NumPy steps that hold the interpreter lock, so two threads were slower than one
-    (impostor 1:N at 10 k: 195-213 ms against 184-190 ms), and a kiosk's concurrent requests
-    use the other core anyway.
+    ``references`` fetches templates for keys in one call. Every capture gets the matcher's
+    registration vote; the ``full`` with the strongest votes (ties: shortlist order) are
+    then scored in that order, stopping once one reaches ``early_accept`` (a second
+    identity above that score would be an enrolment duplicate, which ``retauth dedup``
+    finds). So an eye nobody enrolled, which is scored against the whole shortlist, costs
+    ``full`` full comparisons rather than one per shortlisted capture. One capture after the
+    other: the matcher is mostly many small NumPy steps that hold the interpreter lock, so
+    two threads were slower than one, and a kiosk's concurrent requests use the other core.
     """
     templates = references(list(keys))
+    present = list(dict.fromkeys(int(k) for k in keys if int(k) in templates))
+    votes = {key: hypotheses(probe, templates[key]) for key in present}
+    ranked = sorted(present, key=lambda key: -votes[key].strength)[:full]
     best: dict[int, Scored] = {}
-    for key in (int(k) for k in keys):
-        if key not in templates:
-            continue
-        score = compare(templates[key], probe)
+    for key in ranked:
+        score = compare(templates[key], probe, votes[key])
         owner = owners(key)
         if owner not in best or score > best[owner].score:
             best[owner] = Scored(key, owner, score)
