@@ -15,6 +15,7 @@ reclaims), so a long-running service follows enrolments without rebuilding the g
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -26,8 +27,9 @@ from matching.prefilter import ANGLES, POLAR_FREQS, RINGS, Prefilter, polar_simi
 from matching.registration import hypotheses
 from matching.score import compare
 
-#: Captures taken from each pre-filter ranking for the full matcher.
+#: Captures taken from each pre-filter ranking, up to SHORTLIST_AT enrolled captures.
 SHORTLIST = 8
+SHORTLIST_AT = 10_000
 #: Captures whose exact polar rotation search runs (ranked by rotation-invariant magnitudes).
 POLAR_STAGE = 256
 #: A capture scoring this much ends the re-scoring: impostor scores stay below ~0.35.
@@ -156,11 +158,13 @@ class Gallery:
         for name, prev in old.items():
             getattr(self, name)[: self._size] = prev[: self._size]
 
-    def shortlist(self, probe: Prefilter, k: int = SHORTLIST) -> np.ndarray:
-        """Keys of the captures worth the full matcher, most promising first."""
+    def shortlist(self, probe: Prefilter, k: int | None = None) -> np.ndarray:
+        """Keys of the captures worth the full matcher, most promising first: the best ``k``
+        of each ranking (default :func:`shortlist_size` of this gallery)."""
         n = self._size
         if self._alive == 0:
             return np.zeros(0, np.int64)
+        k = shortlist_size(self._alive) if k is None else k
         dead = self.keys[:n] < 0
         # Polar: rotation-invariant magnitudes rank everyone, the exact rotation search the best.
         coarse = self.magnitude[:n] @ probe.polar_magnitude
@@ -196,6 +200,18 @@ class Gallery:
     def rows(self) -> int:
         """Rows in use in the arrays, holes left by removals included."""
         return self._size
+
+
+def shortlist_size(captures: int) -> int:
+    """Captures taken from each pre-filter ranking of a gallery of ``captures``.
+
+    :data:`SHORTLIST` up to :data:`SHORTLIST_AT`, then growing with the square root of the
+    gallery: the more distractors, the more of them can outrank a mate whose captures overlap
+    little (a gaze shift moves most of the vessels out of the other's field), while a list
+    growing as fast as the gallery would let the votes dominate every request. At 100 k
+    captures: 26 per ranking.
+    """
+    return max(SHORTLIST, math.ceil(SHORTLIST * math.sqrt(captures / SHORTLIST_AT)))
 
 
 def rescore(

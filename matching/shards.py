@@ -22,7 +22,7 @@ import numpy as np
 from biometrics.errors import MissingExtra
 from biometrics.template import Template
 from matching.prefilter import Prefilter
-from matching.search import SHORTLIST, Gallery, Scored, rescore
+from matching.search import Gallery, Scored, rescore
 
 #: Parsed templates a shard keeps (the rest stay serialised, ~4 KB each).
 _PARSED = 64
@@ -70,7 +70,7 @@ class Shard:
             out[key] = self._parsed[key]
         return out
 
-    def identify(self, probe_blob: bytes, vector: Prefilter, k: int) -> list[tuple]:
+    def identify(self, probe_blob: bytes, vector: Prefilter, k: int | None) -> list[tuple]:
         """This shard's re-scored shortlist, best first, as plain tuples (cheap to send)."""
         probe = Template.from_bytes(probe_blob)
         keys = self.gallery.shortlist(vector, k).tolist()
@@ -165,8 +165,9 @@ class ShardedGallery:
             if len(rows):
                 shard.remove([int(keys[i]) for i in rows]).result()
 
-    def identify(self, probe: Template, *, k: int = SHORTLIST) -> list[Scored]:
-        """Every shard's re-scored shortlist merged, best first, one entry per owner."""
+    def identify(self, probe: Template, *, k: int | None = None) -> list[Scored]:
+        """Every shard's re-scored shortlist merged, best first, one entry per owner (``k``
+        per ranking and shard; default: each shard's own :func:`shortlist_size`)."""
         blob, vector = probe.to_bytes(), Prefilter.probe(probe)
         futures = [shard.identify(blob, vector, k) for shard in self.shards]
         best: dict[int, Scored] = {}

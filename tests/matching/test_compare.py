@@ -82,6 +82,28 @@ def test_gallery_identifies_the_right_eye(templates):
     assert len(Gallery().shortlist(Prefilter.of(templates["a"]))) == 0
 
 
+def test_rescoring_fully_scores_only_the_strongest_votes(templates):
+    """The cascade: every candidate is voted, only ``full`` are scored, the mate first."""
+    from matching.registration import hypotheses
+
+    refs = {1: templates["b"], 2: templates["a"], 3: templates["c"]}  # mate not first in line
+    probe = templates["a_moved"]
+    votes = {k: hypotheses(probe, t).strength for k, t in refs.items()}
+    assert max(votes, key=votes.get) == 2
+    fetch = lambda ks: {k: refs[k] for k in ks}  # noqa: E731
+    one = rescore(probe, [1, 2, 3], int, fetch, full=1, early_accept=2.0)
+    assert [s.owner for s in one] == [2]
+    every = rescore(probe, [1, 2, 3], int, fetch, full=3, early_accept=2.0)
+    assert len(every) == 3 and every[0] == one[0]
+
+
+def test_shortlist_grows_with_the_square_root_of_the_gallery():
+    from matching.search import SHORTLIST, shortlist_size
+
+    assert shortlist_size(10) == shortlist_size(10_000) == SHORTLIST
+    assert shortlist_size(100_000) == 26 and shortlist_size(1_000_000) == 80
+
+
 def test_agreement_map_answers_the_score_tests_as_exact_distances_would(templates):
     """Near (< POINT_TOL): exactly the Euclidean test on the query's pixel; covered
     (< COVER_TOL): the same except within a coverage cell of the border."""
