@@ -250,7 +250,7 @@ def compile_artefact(
             say(f"compiling {key} for {target}")
             mod, input_name = import_onnx(weights, shape)
             executable = build(mod, spec, tuning_dir)
-        library = f"m2unet_{key}.so"
+        library = f"segmenter_{key}.so"
         if target == "aarch64":
             executable.export_library(str(out / library), cc=AARCH64_CXX)
         else:

@@ -31,7 +31,7 @@ EPILOG = """Examples:
 
 
 def compile_command(
-    weights: str = typer.Option(..., help="Exported M2U-Net ONNX model."),
+    weights: str = typer.Option(..., help="Exported ONNX segmentation model."),
     target: str = typer.Option("native", help="native (this CPU) or aarch64 (cross-compiled)."),
     shape: Annotated[
         list[str] | None,
@@ -47,7 +47,8 @@ def compile_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON result."),
 ) -> None:
-    """Compile an ONNX M2U-Net with TVM into a deployable artefact (one library per shape)."""
+    """Compile an ONNX segmentation model (M2U-Net, U²-Net) with TVM into a deployable artefact
+    (one library per shape)."""
     with errors_to_exit_codes(as_json=as_json):
         require("retauth compile", "tvm", "onnx")
         if tune_trials < 0:
