@@ -24,7 +24,7 @@ import numpy as np
 
 from biometrics.template import Template
 from matching.prefilter import ANGLES, POLAR_FREQS, RINGS, Prefilter, polar_similarity
-from matching.registration import hypotheses
+from matching.registration import Hypotheses, hypotheses
 from matching.score import compare
 
 #: Captures taken from each pre-filter ranking, up to SHORTLIST_AT enrolled captures.
@@ -225,27 +225,33 @@ def rescore(
 ) -> list[Scored]:
     """Full-matcher scores of shortlisted captures, best first, one (the best) per owner.
 
-    ``references`` fetches templates for keys in one call. Every capture gets the matcher's
-    registration vote; the ``full`` with the strongest votes (ties: shortlist order) are
-    then scored in that order, stopping once one reaches ``early_accept`` (a second
-    identity above that score would be an enrolment duplicate, which ``retauth dedup``
-    finds). So an eye nobody enrolled, which is scored against the whole shortlist, costs
-    ``full`` full comparisons rather than one per shortlisted capture. One capture after the
-    other: the matcher is mostly many small NumPy steps that hold the interpreter lock, so
-    two threads were slower than one, and a kiosk's concurrent requests use the other core.
+    ``references`` fetches templates for keys in one call. The pre-filter's first choice is
+    scored at once: most claims at a kiosk are genuine and their mate usually comes first,
+    so they end there, at ``early_accept`` (a second identity above that score would be an
+    enrolment duplicate, which ``retauth dedup`` finds). Otherwise every other capture gets
+    the matcher's registration vote and the ``full`` with the strongest votes (ties:
+    shortlist order) are scored in that order, again until one reaches ``early_accept``. So
+    an eye nobody enrolled costs ``full + 1`` full comparisons, not one per shortlisted
+    capture. One capture after the other: the matcher is mostly many small NumPy steps that
+    hold the interpreter lock, so two threads were slower than one, and a kiosk's concurrent
+    requests use the other core.
     """
     templates = references(list(keys))
     present = list(dict.fromkeys(int(k) for k in keys if int(k) in templates))
-    votes = {key: hypotheses(probe, templates[key]) for key in present}
-    ranked = sorted(present, key=lambda key: -votes[key].strength)[:full]
     best: dict[int, Scored] = {}
-    for key in ranked:
-        score = compare(templates[key], probe, votes[key])
+
+    def accepted(key: int, found: Hypotheses | None = None) -> bool:
+        score = compare(templates[key], probe, found)
         owner = owners(key)
         if owner not in best or score > best[owner].score:
             best[owner] = Scored(key, owner, score)
-        if score >= early_accept:
-            break
+        return score >= early_accept
+
+    if present and not accepted(present[0]):
+        votes = {key: hypotheses(probe, templates[key]) for key in present[1:]}
+        for key in sorted(votes, key=lambda key: -votes[key].strength)[:full]:
+            if accepted(key, votes[key]):
+                break
     return sorted(best.values(), key=lambda s: -s.score)
 
 

@@ -83,7 +83,8 @@ def test_gallery_identifies_the_right_eye(templates):
 
 
 def test_rescoring_fully_scores_only_the_strongest_votes(templates):
-    """The cascade: every candidate is voted, only ``full`` are scored, the mate first."""
+    """The cascade: the first candidate is scored, the others voted and only the ``full``
+    strongest of them scored."""
     from matching.registration import hypotheses
 
     refs = {1: templates["b"], 2: templates["a"], 3: templates["c"]}  # mate not first in line
@@ -92,7 +93,9 @@ def test_rescoring_fully_scores_only_the_strongest_votes(templates):
     assert max(votes, key=votes.get) == 2
     fetch = lambda ks: {k: refs[k] for k in ks}  # noqa: E731
     one = rescore(probe, [1, 2, 3], int, fetch, full=1, early_accept=2.0)
-    assert [s.owner for s in one] == [2]
+    assert [s.owner for s in one] == [2, 1]  # the first in line, then the strongest vote
+    first = rescore(probe, [2, 1, 3], int, fetch, full=3)  # the mate first: accepted at once
+    assert [s.owner for s in first] == [2]
     every = rescore(probe, [1, 2, 3], int, fetch, full=3, early_accept=2.0)
     assert len(every) == 3 and every[0] == one[0]
 
