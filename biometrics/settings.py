@@ -63,9 +63,9 @@ class Settings:
     passphrase_old: str = field(default="", repr=False)
     #: Dask scheduler address (``tcp://host:8786``) for sharded 1:N and ``retauth dedup``.
     dask_scheduler: str = ""
-    #: Parsed reference templates a service keeps (each ~0.4 MB with its matcher distance
-    #: map): the last few 1:N shortlists and recent claimants stay warm.
-    reference_cache: int = 64
+    #: Parsed reference templates a service keeps (each ~0.11 MB with its matcher maps, so
+    #: ~30 MB in all): the last dozen 1:N shortlists and recent claimants stay warm.
+    reference_cache: int = 256
     #: Store and compare protected references (ISO/IEC 24745: keyed, renewable, no vessel
     #: map) instead of plain templates; chosen when the store is first used, fixed after.
     protected_templates: bool = False

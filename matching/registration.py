@@ -92,6 +92,25 @@ class Similarity:
 IDENTITY = Similarity(1 + 0j, 0j, 0)
 
 
+class BitGrid:
+    """A boolean grid kept at one bit per cell: the form of the maps the engine caches for
+    every recently used reference (a ``uint8`` map would take eight times the memory)."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.shape = mask.shape
+        self._bits = np.packbits(mask.astype(bool), axis=None, bitorder="little")
+
+    def __getitem__(self, cells: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Values (0/1, uint8) at cells ``(y, x)``, which must lie on the grid."""
+        y, x = cells
+        flat = y * self.shape[1] + x
+        return (self._bits[flat >> 3] >> (flat & 7).astype(np.uint8)) & 1
+
+    @property
+    def nbytes(self) -> int:
+        return self._bits.nbytes
+
+
 class Raster:
     """A probe's centreline drawn on a grid: distance to and position of the nearest pixel.
 
@@ -146,7 +165,7 @@ class Branches:
     shifted: np.ndarray
 
     @cached_property
-    def hits(self) -> tuple[np.ndarray, np.ndarray]:
+    def hits(self) -> tuple[np.ndarray, BitGrid]:
         """Grid origin and map of cells within ``JUNCTION_TOL`` of a junction (consensus)."""
         xy = np.stack([self.points.real, self.points.imag], 1)
         lo = xy.min(axis=0) - _MARGIN
@@ -156,7 +175,7 @@ class Branches:
         # The disc written around each junction (a few dozen junctions: cheaper than dilating
         # the whole map, which a cold reference of every 1:N request would pay).
         hit[ij[:, 1, None] + _DISC[0], ij[:, 0, None] + _DISC[1]] = 1
-        return lo, hit
+        return lo, BitGrid(hit)
 
     @classmethod
     def of(cls, template: Template) -> Branches:

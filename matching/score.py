@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from biometrics.template import Template
-from matching.registration import Hypotheses, Similarity, branches_of, register
+from matching.registration import BitGrid, Hypotheses, Similarity, branches_of, register
 
 #: Agreement tolerance (canonical pixels) between centrelines after alignment.
 POINT_TOL = 3.0
@@ -32,9 +32,9 @@ class AgreementMap:
 
     Built for every reference a 1:N request scores that is not cached yet, so it is built
     cheaply: the near test is the centreline dilated by the exact disc of radius
-    ``POINT_TOL`` (one ``cv2.dilate``, kept bit-packed: 1 bit per pixel), the cover test a
-    distance transform on a grid of ``COVER_CELL``-pixel cells (1/16 of the pixels) instead
-    of a full-resolution distance map.
+    ``POINT_TOL`` (one ``cv2.dilate``), the cover test a distance transform on a grid of
+    ``COVER_CELL``-pixel cells (1/16 of the pixels) instead of a full-resolution distance
+    map; both kept as :class:`BitGrid` (about 40 KB for a RIDB capture).
     """
 
     def __init__(self, points: np.ndarray) -> None:
@@ -50,12 +50,12 @@ class AgreementMap:
         r = int(np.ceil(POINT_TOL))
         dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
         disc = (dx * dx + dy * dy < POINT_TOL * POINT_TOL).astype(np.uint8)
-        self._near = np.packbits(cv2.dilate(on, disc), axis=None, bitorder="little")
+        self._near = BitGrid(cv2.dilate(on, disc))
         cells = np.full((h // COVER_CELL + 1, w // COVER_CELL + 1), 255, np.uint8)
         cij = ij // COVER_CELL
         cells[cij[:, 1], cij[:, 0]] = 0
         dist = cv2.distanceTransform(cells, cv2.DIST_L2, 5)
-        self._covered = dist * COVER_CELL < COVER_TOL
+        self._covered = BitGrid(dist * COVER_CELL < COVER_TOL)
 
     def count(self, points: np.ndarray) -> tuple[int, int]:
         """(samples inside the covered area, of those the samples near the centreline)."""
@@ -64,9 +64,8 @@ class AgreementMap:
         h, w = self.shape
         ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
         x, y = x[ok], y[ok]
-        covered = self._covered[y // COVER_CELL, x // COVER_CELL]
-        flat = y[covered] * w + x[covered]
-        near = (self._near[flat >> 3] >> (flat & 7).astype(np.uint8)) & 1
+        covered = self._covered[y // COVER_CELL, x // COVER_CELL].astype(bool)
+        near = self._near[y[covered], x[covered]]
         return int(covered.sum()), int(near.sum())
 
 
