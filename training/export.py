@@ -179,6 +179,8 @@ def export_checkpoints(
         "recipe": config.get("recipe", "m2unet"),
         "loss": config.get("loss", "bce-jaccard"),
     }
+    if config.get("init"):  # a fine-tune: where its weights started
+        provenance["init"] = Path(config["init"]).name
 
     def on_training_images(onnx: Path) -> tuple[float, str, None]:
         samples = [s for d in datasets for s in load_split(data, d, "train")]
