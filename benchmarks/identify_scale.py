@@ -29,6 +29,7 @@ kept in ``--work`` and grown, not rebuilt, between sizes.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import pickle
@@ -139,7 +140,6 @@ def child(spawned: float, probe_file: Path) -> None:
     """The measured process: a fresh service, as a restarted kiosk starts it."""
     from biometrics.service import AuthService
     from biometrics.settings import load_settings
-    from biometrics.template import Template
     from enrollment.errors import UserLocked
     from segmentation.imageio import read_image
 
@@ -160,12 +160,12 @@ def child(spawned: float, probe_file: Path) -> None:
         analyses.append(SimpleNamespace(template=analysis.template, timings_ms={}))
 
     def fresh(analysis: Any) -> Any:
-        """The probe as a new capture brings it: a template the matcher has not seen, so
-        each decision builds the probe's own matcher data (raster, junction tables) again,
-        as it does for every real request, instead of finding them cached from a round
-        before."""
-        blob = analysis.template.to_bytes()
-        return SimpleNamespace(template=Template.from_bytes(blob), timings_ms={})
+        """The probe as a new capture brings it: the pipeline's template (not a copy parsed
+        back from its stored form, whose rounding would change the probe) as a new object,
+        which the matcher has not seen, so each decision builds the probe's own matcher
+        data (raster, junction tables) again, as it does for every real request, instead
+        of finding them cached from a round before."""
+        return SimpleNamespace(template=copy.copy(analysis.template), timings_ms={})
 
     first = time.perf_counter()
     service.decide(fresh(analyses[0]), None)
@@ -238,14 +238,13 @@ def probe_matcher_ms(analyses: list[Any]) -> dict[str, float]:
     """For a plain deployment: what of each decision depends on the probe alone (its
     pre-filter vectors, its ICP raster, agreement map and junction tables), p50 over fresh
     copies of the probes."""
-    from biometrics.template import Template
     from matching.prefilter import Prefilter
     from matching.registration import branches_of, raster_of
     from matching.score import agreement_map
 
     times = []
     for analysis in analyses:
-        probe = Template.from_bytes(analysis.template.to_bytes())
+        probe = copy.copy(analysis.template)  # a new object: nothing of it cached yet
         start = time.perf_counter()
         Prefilter.probe(probe)
         raster_of(probe)
