@@ -16,19 +16,25 @@ Points are handled as complex numbers ``x + iy``; a similarity transform is ``p 
 2. **Consensus**: every hypothesis moves all probe junctions at once and counts how many land
    on a reference junction, by lookup in a rasterised tolerance map — no per-hypothesis loop.
 3. **Refinement**: least squares on the junction inliers, then ICP on the dense centreline
-   points, using a distance transform with nearest-pixel labels of the reference skeleton.
+   points, moving the reference onto a distance transform with nearest-pixel labels of the
+   probe's centreline.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from biometrics.template import Template
+
+T = TypeVar("T")
 
 #: Plausible scale change between two captures after canonical-scale normalisation.
 SCALE_RANGE = (0.88, 1.14)
@@ -198,24 +204,32 @@ class Branches:
         )
 
 
-_rasters: weakref.WeakKeyDictionary[Template, Raster] = weakref.WeakKeyDictionary()
-_branches: weakref.WeakKeyDictionary[Template, Branches] = weakref.WeakKeyDictionary()
+def per_template(build: Callable[[Template], T]) -> Callable[[Template], T]:
+    """``build(template)`` computed once per template object and kept as long as the
+    template is (weakly keyed): how the matcher's per-template data are cached, so that a
+    reference the engine keeps stays warm and a probe's data go with the probe."""
+    cache: weakref.WeakKeyDictionary[Template, T] = weakref.WeakKeyDictionary()
+
+    @functools.wraps(build)
+    def cached(template: Template) -> T:
+        found = cache.get(template)
+        if found is None:
+            found = cache[template] = build(template)
+        return found
+
+    return cached
 
 
+@per_template
 def raster_of(template: Template) -> Raster:
-    """Cached :class:`Raster` of a template's centreline points (built once per template)."""
-    raster = _rasters.get(template)
-    if raster is None:
-        raster = _rasters[template] = Raster(template.points)
-    return raster
+    """The :class:`Raster` of a template's centreline points (built once per template)."""
+    return Raster(template.points)
 
 
+@per_template
 def branches_of(template: Template) -> Branches:
-    """Cached :class:`Branches` of a template (built once per template)."""
-    found = _branches.get(template)
-    if found is None:
-        found = _branches[template] = Branches.of(template)
-    return found
+    """The :class:`Branches` of a template (built once per template)."""
+    return Branches.of(template)
 
 
 @dataclass(frozen=True)

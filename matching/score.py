@@ -9,13 +9,18 @@ geometric mean.
 
 from __future__ import annotations
 
-import weakref
-
 import cv2
 import numpy as np
 
 from biometrics.template import Template
-from matching.registration import BitGrid, Hypotheses, Similarity, branches_of, register
+from matching.registration import (
+    BitGrid,
+    Hypotheses,
+    Similarity,
+    branches_of,
+    per_template,
+    register,
+)
 
 #: Agreement tolerance (canonical pixels) between centrelines after alignment.
 POINT_TOL = 3.0
@@ -69,15 +74,10 @@ class AgreementMap:
         return int(covered.sum()), int(near.sum())
 
 
-_maps: weakref.WeakKeyDictionary[Template, AgreementMap] = weakref.WeakKeyDictionary()
-
-
+@per_template
 def agreement_map(template: Template) -> AgreementMap:
-    """Cached :class:`AgreementMap` of a template's centreline (built once per template)."""
-    found = _maps.get(template)
-    if found is None:
-        found = _maps[template] = AgreementMap(template.points)
-    return found
+    """The :class:`AgreementMap` of a template's centreline (built once per template)."""
+    return AgreementMap(template.points)
 
 
 def prepare_reference(template: Template) -> None:

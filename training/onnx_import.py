@@ -67,21 +67,24 @@ def load_onnx_weights(model: nn.Module, path: str | Path, batch: torch.Tensor) -
 def _execution_order(model: nn.Module, x: torch.Tensor) -> list[nn.Conv2d]:
     """The network's convolutions in the order a forward pass runs them (= ONNX node order)."""
     order: list[nn.Conv2d] = []
-    hooks = [
-        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d)
-    ]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for m in convs]
+    _hooked_pass(model, hooks, x, training=False)
+    return order
+
+
+def _hooked_pass(model: nn.Module, hooks: list, x: torch.Tensor, *, training: bool) -> None:
+    """One forward pass without gradients in the given mode; then the hooks are removed and
+    the model's own mode restored, whatever happened."""
     was_training = model.training
     try:
-        model.eval()
+        model.train(training)
         with torch.no_grad():
             model(x)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return order
 
 
 def _norm_after_conv(model: nn.Module) -> dict[nn.Conv2d, nn.BatchNorm2d]:
@@ -112,15 +115,7 @@ def _calibrate(
 
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     hooks = [bn.register_forward_pre_hook(calibrate) for bn in norms]
-    was_training = model.training
-    try:
-        model.train()
-        with torch.no_grad():
-            model(batch)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    _hooked_pass(model, hooks, batch, training=True)
     with torch.no_grad():  # set after the pass, which averaged its own estimate into them
         for bn, (mean, var) in stats.items():
             bn.running_mean.copy_(mean)
