@@ -38,6 +38,12 @@ _KINDS = (ENDPOINT, BIFURCATION, CROSSOVER)
 _SIDES = ("unknown", "right", "left")
 #: Spacing (canonical pixels) of the dense centreline points the matcher works on.
 SAMPLE_STEP = 2.0
+#: Largest |coordinate| (canonical pixels, from the disc) a template may hold. A canonical
+#: frame is at most ~1,900 px on its longer side (segmentation.preprocessing bounds its area
+#: and aspect), so real templates stay far inside; the matcher draws each template on a grid
+#: the size of its extent, which this bounds (a record with a polyline summed out to 10^6 px
+#: would otherwise ask for terabytes).
+COORD_LIMIT = 4096.0
 
 
 class InvalidTemplate(StoredDataError):
@@ -210,6 +216,11 @@ class Template:
         ends = np.cumsum(sizes)
         before = total[np.concatenate([[0], ends[:-1]])]
         coords = (total[1:] - np.repeat(before, sizes, axis=0)).astype(np.float32) / 2
+        if (
+            np.abs(coords).max(initial=0.0) > COORD_LIMIT
+            or np.abs(xy).max(initial=0.0) > COORD_LIMIT
+        ):
+            raise InvalidTemplate("template coordinates are out of range")
         polys = tuple(coords[a:b] for a, b in zip(ends - sizes, ends, strict=True))  # views
         angles = np.where(ang == 255, np.nan, ang.astype(np.float32) / 254 * 2 * np.pi - np.pi)
         return cls(

@@ -1,5 +1,6 @@
 """Template serialisation: known-answer vectors, round trip, size, version check, corruption."""
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -94,6 +95,19 @@ def test_round_trip_keeps_geometry(template):
     for a, b in zip(back.polylines, template.polylines, strict=True):
         assert np.abs(a - b).max() <= 0.25  # half-pixel quantisation
     assert back.to_bytes() == Template.from_bytes(back.to_bytes()).to_bytes()
+
+
+def test_coordinates_beyond_any_canonical_frame_are_refused(template):
+    """A record whose polyline runs far outside any frame (its deltas summed out of range)
+    would make the matcher allocate a grid of its extent: it is refused when parsed."""
+    from biometrics.template import COORD_LIMIT
+
+    first = template.polylines[0]
+    far = first - first.min(axis=0) + np.float32([COORD_LIMIT + 100, 0])  # still int16-storable
+    moved = dataclasses.replace(template, polylines=(far, *template.polylines[1:]))
+    with pytest.raises(InvalidTemplate, match="out of range"):
+        Template.from_bytes(moved.to_bytes())
+    Template.from_bytes(template.to_bytes())  # the real one still parses
 
 
 def test_graph_round_trip(template):
