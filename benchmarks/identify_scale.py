@@ -15,8 +15,11 @@ What a deployment has, measured the way a restarted kiosk meets it:
    It analyses the probes with the shipped pipeline, then times ``AuthService.decide`` - the
    call the kiosk and ``retauth verify`` make after the pipeline - for 1:N and 1:1:
    genuine probes are RIDB captures 3-5 (30), impostors are those captures mirrored (a
-   different, unenrolled eye). It reports p50/p95, rank-1 (genuine identified as themselves),
-   false accepts, and the process's resident memory.
+   different, unenrolled eye); each decision gets the probe as a new object, so the probe's
+   own matcher data are built each time, as for a real capture. It reports p50/p95, rank-1
+   (genuine identified as themselves), where each genuine mate stands in the shortlist, what
+   of a decision depends on the probe alone (``probe_matcher_ms_p50``), false accepts, and
+   the process's resident memory.
 3. With ``--dask N`` the largest gallery is also served by a :class:`ShardedGallery` on N local
    workers; ``--million`` adds a 1 M-capture run of it (pre-filter rows of the real gallery
    repeated with small perturbations) and the projection from the measured sizes.
