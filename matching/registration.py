@@ -112,9 +112,31 @@ class BitGrid:
         flat = y * self.shape[1] + x
         return (self._bits[flat >> 3] >> (flat & 7).astype(np.uint8)) & 1
 
-    @property
-    def nbytes(self) -> int:
-        return self._bits.nbytes
+
+@dataclass(frozen=True)
+class GridFrame:
+    """Where a grid drawn around some points lies: the canonical position of its cell (0, 0)
+    and its shape. The matcher draws every template (and a reference's junctions) on one."""
+
+    offset: np.ndarray  # (2,) x, y of cell (0, 0)
+    shape: tuple[int, int]  # (h, w)
+
+    @classmethod
+    def around(cls, points: np.ndarray, margin: float) -> GridFrame:
+        """The grid covering ``points`` (N, 2) with ``margin`` on every side (a point's worth
+        of grid when there are none)."""
+        if not len(points):
+            points = np.zeros((1, 2), np.float32)
+        lo = points.min(axis=0) - margin
+        w, h = (np.ceil(points.max(axis=0) + margin - lo).astype(int) + 1).tolist()
+        return cls(lo, (h, w))
+
+    def cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Columns and rows of the cells of ``points`` that lie on the grid, and which did."""
+        ij = np.rint(points - self.offset).astype(np.int64)
+        h, w = self.shape
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        return ij[ok, 0], ij[ok, 1], ok
 
 
 class Raster:
@@ -125,14 +147,11 @@ class Raster:
     """
 
     def __init__(self, points: np.ndarray) -> None:
-        lo = points.min(axis=0) - _MARGIN if len(points) else np.zeros(2, np.float32)
-        hi = points.max(axis=0) + _MARGIN if len(points) else np.ones(2, np.float32)
-        self.offset = lo.astype(np.float32)
-        w, h = (np.ceil(hi - lo).astype(int) + 1).tolist()
-        self.shape = (h, w)
+        self.frame = GridFrame.around(points, _MARGIN)
+        h, w = self.frame.shape
         grid = np.full((h, w), 255, np.uint8)
-        ij = np.rint(points - self.offset).astype(np.int64)
-        grid[ij[:, 1], ij[:, 0]] = 0
+        x, y, _ = self.frame.cells(points)
+        grid[y, x] = 0
         self.dist, self._labels = cv2.distanceTransformWithLabels(
             grid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
         )
@@ -143,14 +162,11 @@ class Raster:
 
     def lookup(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance to and coordinates of the nearest centreline pixel (inf/NaN off the grid)."""
-        ij = np.rint(points - self.offset).astype(np.int64)
-        h, w = self.shape
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
-        x, y = ij[ok, 0], ij[ok, 1]
+        x, y, ok = self.frame.cells(points)
         dist = np.full(len(points), np.inf, np.float32)
         near = np.full((len(points), 2), np.nan, np.float32)
         dist[ok] = self.dist[y, x]
-        near[ok] = self._pixels[self._labels[y, x]] + self.offset
+        near[ok] = self._pixels[self._labels[y, x]] + self.frame.offset
         return dist, near
 
 
@@ -171,17 +187,16 @@ class Branches:
     shifted: np.ndarray
 
     @cached_property
-    def hits(self) -> tuple[np.ndarray, BitGrid]:
-        """Grid origin and map of cells within ``JUNCTION_TOL`` of a junction (consensus)."""
+    def hits(self) -> tuple[GridFrame, BitGrid]:
+        """Grid and map of cells within ``JUNCTION_TOL`` of a junction (consensus)."""
         xy = np.stack([self.points.real, self.points.imag], 1)
-        lo = xy.min(axis=0) - _MARGIN
-        w, h = (np.ceil(xy.max(axis=0) + _MARGIN - lo).astype(int) + 1).tolist()
-        hit = np.zeros((h, w), np.uint8)
-        ij = np.rint(xy - lo).astype(int)
+        frame = GridFrame.around(xy, _MARGIN)
+        hit = np.zeros(frame.shape, np.uint8)
+        x, y, _ = frame.cells(xy)
         # The disc written around each junction (a few dozen junctions: cheaper than dilating
         # the whole map, which a cold reference of every 1:N request would pay).
-        hit[ij[:, 1, None] + _DISC[0], ij[:, 0, None] + _DISC[1]] = 1
-        return lo, BitGrid(hit)
+        hit[y[:, None] + _DISC[0], x[:, None] + _DISC[1]] = 1
+        return frame, BitGrid(hit)
 
     @classmethod
     def of(cls, template: Template) -> Branches:
@@ -263,7 +278,8 @@ def register(probe: Template, reference: Template, found: Hypotheses | None = No
     pa, pb = probe.junctions, reference.junctions
     if len(pa) < 2 or len(pb) < 2:
         return IDENTITY
-    found = found or hypotheses(probe, reference)
+    if found is None:
+        found = hypotheses(probe, reference)
     best = _consensus(pa, branches_of(reference), found.transforms)
     best = _refine_on_junctions(pa, pb, best)
     return _icp(reference.points, raster_of(probe), best.inverse()).inverse()
@@ -394,15 +410,12 @@ def _vote(
 
 def _consensus(pa: np.ndarray, b: Branches, hyps: np.ndarray) -> Similarity:
     """Pick the hypothesis under which most probe junctions land on a reference junction."""
-    lo, hit = b.hits
-    h, w = hit.shape
+    frame, hit = b.hits
     moved = hyps[:, :1] * _complex(pa)[None, :] + hyps[:, 1:]
-    x = np.rint(moved.real - lo[0]).astype(np.int64)
-    y = np.rint(moved.imag - lo[1]).astype(np.int64)
-    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    votes = np.zeros(x.shape, np.uint8)
-    votes[inside] = hit[y[inside], x[inside]]
-    counts = votes.sum(axis=1)
+    x, y, inside = frame.cells(np.stack([moved.real, moved.imag], -1).reshape(-1, 2))
+    votes = np.zeros(moved.size, np.uint8)
+    votes[inside] = hit[y, x]
+    counts = votes.reshape(moved.shape).sum(axis=1)
     k = int(np.argmax(counts))
     return Similarity(complex(hyps[k, 0]), complex(hyps[k, 1]), int(counts[k]))
 

@@ -15,6 +15,7 @@ import numpy as np
 from biometrics.template import Template
 from matching.registration import (
     BitGrid,
+    GridFrame,
     Hypotheses,
     Similarity,
     branches_of,
@@ -43,32 +44,25 @@ class AgreementMap:
     """
 
     def __init__(self, points: np.ndarray) -> None:
-        if len(points) == 0:
+        if len(points) == 0:  # one point at the disc: the maps stay finite
             points = np.zeros((1, 2), np.float32)
-        margin = COVER_TOL + COVER_CELL
-        self.offset = (points.min(axis=0) - margin).astype(np.float32)
-        w, h = (np.ceil(points.max(axis=0) + margin - self.offset).astype(int) + 1).tolist()
-        self.shape = (h, w)
-        ij = np.rint(points - self.offset).astype(np.int64)
+        self.frame = GridFrame.around(points, COVER_TOL + COVER_CELL)
+        h, w = self.frame.shape
+        x, y, _ = self.frame.cells(points)
         on = np.zeros((h, w), np.uint8)
-        on[ij[:, 1], ij[:, 0]] = 1
+        on[y, x] = 1
         r = int(np.ceil(POINT_TOL))
         dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
         disc = (dx * dx + dy * dy < POINT_TOL * POINT_TOL).astype(np.uint8)
         self._near = BitGrid(cv2.dilate(on, disc))
         cells = np.full((h // COVER_CELL + 1, w // COVER_CELL + 1), 255, np.uint8)
-        cij = ij // COVER_CELL
-        cells[cij[:, 1], cij[:, 0]] = 0
+        cells[y // COVER_CELL, x // COVER_CELL] = 0
         dist = cv2.distanceTransform(cells, cv2.DIST_L2, 5)
         self._covered = BitGrid(dist * COVER_CELL < COVER_TOL)
 
     def count(self, points: np.ndarray) -> tuple[int, int]:
         """(samples inside the covered area, of those the samples near the centreline)."""
-        ij = np.rint(points - self.offset).astype(np.int64)
-        x, y = ij[:, 0], ij[:, 1]
-        h, w = self.shape
-        ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-        x, y = x[ok], y[ok]
+        x, y, _ = self.frame.cells(points)
         covered = self._covered[y // COVER_CELL, x // COVER_CELL].astype(bool)
         near = self._near[y[covered], x[covered]]
         return int(covered.sum()), int(near.sum())

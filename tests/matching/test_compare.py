@@ -119,8 +119,8 @@ def test_agreement_map_answers_the_score_tests_as_exact_distances_would(template
     rng = np.random.default_rng(0)
     queries = points[rng.integers(len(points), size=3000)] + rng.uniform(-60, 60, (3000, 2))
     queries = queries.astype(np.float32)
-    cell = np.rint(queries - amap.offset)
-    pixels = np.rint(points - amap.offset)
+    cell = np.rint(queries - amap.frame.offset)
+    pixels = np.rint(points - amap.frame.offset)
     exact = np.sqrt(((cell[:, None] - pixels[None]) ** 2).sum(-1)).min(1)
     clear = np.abs(exact - COVER_TOL) > 1.5 * COVER_CELL  # not within a cell of the border
     covered, near = amap.count(queries)
@@ -143,9 +143,9 @@ def test_probe_lookup_finds_the_nearest_centreline_pixel(templates):
     query = points[::50] + np.float32([1.6, -0.7])
     dist, near = raster.lookup(query)
     # In grid cells: the query's cell against every centreline pixel.
-    cell = np.rint(query - raster.offset)
-    pixels = np.rint(points - raster.offset)
+    cell = np.rint(query - raster.frame.offset)
+    pixels = np.rint(points - raster.frame.offset)
     brute = np.sqrt(((cell[:, None] - pixels[None]) ** 2).sum(-1)).min(1)
-    found = np.sqrt(((cell - (near - raster.offset)) ** 2).sum(1))
+    found = np.sqrt(((cell - (near - raster.frame.offset)) ** 2).sum(1))
     assert np.allclose(found, brute, atol=0.5)
     assert np.all(np.abs(dist - brute) < 0.3)
