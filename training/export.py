@@ -122,6 +122,40 @@ def export_model(
     return diff, threshold
 
 
+def _load_member(path: Path) -> tuple[torch.nn.Module, dict, dict]:
+    """A network to export, with its checkpoint entries and training config: a ``best.pt`` of
+    ``retauth train``, or an exported U²-Net ``.onnx`` read back with its card.
+
+    The ONNX form matters when a member's checkpoint is gone and only the shipped model is
+    left (an ensemble adding members to it). Its folded batch norms are calibrated on a
+    random batch: in eval mode, the only mode an export runs, the calibrated network computes
+    the ONNX function whatever the batch (see :mod:`training.onnx_import`).
+    """
+    from segmentation.card import read_card
+    from segmentation.models import build
+    from training.datasets import DATASETS
+    from training.onnx_import import load_onnx_weights
+
+    if path.suffix != ".onnx":
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        config = ck.get("config", {})
+        member = build(config.get("arch", "m2unet"))
+        member.load_state_dict(ck["model"])
+        return member, ck, config
+    card = read_card(path)
+    member = build(card.architecture)
+    batch = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    load_onnx_weights(member, path, batch)
+    trained_on = card.trained_on
+    datasets = list(DATASETS) if trained_on == "combined" else trained_on.split("+")
+    steps = card.provenance.get("steps") or ["?"]
+    config = {"arch": card.architecture, "datasets": datasets, "diameter": card.diameter}
+    config.update({k: card.provenance[k] for k in ("recipe", "loss") if k in card.provenance})
+    dice = float("nan") if card.validation_dice is None else card.validation_dice
+    ck = {"step": steps[0], "val_dice": dice, "threshold": card.threshold}
+    return member.eval(), ck, config
+
+
 def export_checkpoints(
     paths: list[Path],
     out: Path,
@@ -141,7 +175,6 @@ def export_checkpoints(
     """
     from biometrics.errors import InputError
     from segmentation.backends import OnnxSegmenter
-    from segmentation.models import build
     from segmentation.models.ensemble import Ensemble
     from training.datasets import DATASETS, load_split, train_val
     from training.evaluate import choose_threshold
@@ -151,10 +184,7 @@ def export_checkpoints(
         raise InputError("choosing the threshold again needs the data root (--data)")
     members, described = [], []
     for path in paths:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        config = ck.get("config", {})
-        member = build(config.get("arch", "m2unet"))
-        member.load_state_dict(ck["model"])
+        member, ck, config = _load_member(path)
         members.append((member, ck, config))
         described.append(
             f"{config.get('arch', 'm2unet')} {path.name} (step {ck.get('step', '?')}, "

@@ -171,8 +171,9 @@ def train_command(
 def export_seg_command(
     checkpoint: list[str] = typer.Option(  # noqa: B008 - typer reads a repeatable option so
         ...,
-        help="A best.pt written by retauth train; repeat it to export an ensemble of "
-        "independently trained members (mean probability, one ONNX graph).",
+        help="A best.pt written by retauth train (or an exported U²-Net .onnx, as an "
+        "ensemble member); repeat it to export an ensemble of independently trained "
+        "members (mean probability, one ONNX graph).",
     ),
     out: str = typer.Option(..., help="ONNX file to write (a .json sidecar goes beside it)."),
     fixed: str = typer.Option(None, help="Fixed input HxW instead of dynamic, e.g. 512x768."),

@@ -197,6 +197,35 @@ def test_export_seg_writes_an_ensemble_with_its_own_threshold(fixture_root, tmp_
     assert json.loads(out.with_suffix(".json").read_text())["provenance"]["steps"] == [10, 10]
 
 
+@pytest.mark.slow  # three U²-Net exports: ~20 s on the shared CPU
+def test_an_ensemble_member_can_be_a_shipped_onnx_model(fixture_root, tmp_path):
+    """A member whose checkpoint is gone joins from its exported model: same ensemble."""
+    from segmentation.backends import OnnxSegmenter
+    from training.export import export_checkpoints
+
+    config = {"arch": "u2net-xs", "diameter": 48, "datasets": ["drive"]}
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        trained = build("u2net-xs").train()
+        with torch.no_grad():  # non-trivial running statistics, as a trained model has
+            trained(torch.rand(2, 3, 64, 64) * 0.7)
+        ck = {"model": trained.state_dict(), "threshold": 0.4, "step": 10 + seed}
+        torch.save({**ck, "config": {**config, "seed": seed}}, tmp_path / f"m{seed}.pt")
+        paths.append(tmp_path / f"m{seed}.pt")
+    export_checkpoints([paths[0]], tmp_path / "m0.onnx")
+    from_checkpoints, from_shipped = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    export_checkpoints(paths, from_checkpoints, data=fixture_root)
+    export_checkpoints([tmp_path / "m0.onnx", paths[1]], from_shipped, data=fixture_root)
+    image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), np.uint8)
+    a, b = OnnxSegmenter(from_checkpoints), OnnxSegmenter(from_shipped)
+    assert float(np.abs(a.predict(image) - b.predict(image)).max()) < 1e-4
+    assert a.threshold == b.threshold
+    card = read_card(from_shipped)
+    assert card.members[0].startswith("u2net-xs m0.onnx (step 10")
+    assert card.provenance["steps"] == [10, 11]
+
+
 def test_resume_refuses_another_architecture(fixture_root, tmp_path):
     small = {"batch_size": 2, "crop": 32, "val_every": 5, "diameter": 48, "threads": 1}
     cfg = recipe_config("seed", arch="u2net-xs-dw", datasets=("drive",), steps=1, **small)
