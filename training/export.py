@@ -127,9 +127,8 @@ def _load_member(path: Path) -> tuple[torch.nn.Module, dict, dict]:
     ``retauth train``, or an exported U²-Net ``.onnx`` read back with its card.
 
     The ONNX form matters when a member's checkpoint is gone and only the shipped model is
-    left (an ensemble adding members to it). Its folded batch norms are calibrated on a
-    random batch: in eval mode, the only mode an export runs, the calibrated network computes
-    the ONNX function whatever the batch (see :mod:`training.onnx_import`).
+    left (an ensemble adding members to it). It is read back for inference only: its folded
+    batch norms become identities plus their bias (see :mod:`training.onnx_import`).
     """
     from segmentation.card import read_card
     from segmentation.models import build
@@ -144,8 +143,7 @@ def _load_member(path: Path) -> tuple[torch.nn.Module, dict, dict]:
         return member, ck, config
     card = read_card(path)
     member = build(card.architecture)
-    batch = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
-    load_onnx_weights(member, path, batch)
+    load_onnx_weights(member, path)
     trained_on = card.trained_on
     datasets = list(DATASETS) if trained_on == "combined" else trained_on.split("+")
     steps = card.provenance.get("steps") or ["?"]

@@ -166,6 +166,21 @@ class TestEnsemble:
         # probabilities 0.5 and 1.0 average to 0.75: logit ln 3
         assert torch.allclose(out, torch.full((1, 1, 4, 4), float(torch.log(torch.tensor(3.0)))))
 
+    @pytest.mark.parametrize("logit", [-300.0, -40.0, 25.0, 90.0])
+    def test_agreeing_sure_members_keep_their_logit(self, logit):
+        """Where every member is sure, the float32 probability is 0 or 1: the ensemble must
+        still return the members' logit (a probability-space mean returned ±16 or noise)."""
+        from torch import nn
+
+        from segmentation.models.ensemble import Ensemble
+
+        class Constant(nn.Module):
+            def forward(self, x):
+                return torch.full_like(x[:, :1], logit)
+
+        out = Ensemble([Constant(), Constant(), Constant()]).eval()(torch.zeros(1, 3, 2, 2))
+        assert torch.allclose(out, torch.full_like(out, logit), rtol=1e-6, atol=1e-5)
+
     def test_needs_two_members_and_is_for_inference(self):
         from segmentation.models.ensemble import Ensemble
         from segmentation.models.u2net import u2net
