@@ -76,7 +76,12 @@ class TestModelCard:
         for onnx in onnx_files:
             card = read_card(onnx)
             assert card.sha256 == hashlib.sha256(onnx.read_bytes()).hexdigest(), onnx.name
-            assert card.architecture in ARCHS and card.max_abs_logit_diff < 1e-4
+            assert card.max_abs_logit_diff < 1e-4, onnx.name
+            if card.architecture == "ensemble":  # XS†: its members are trainable architectures
+                assert len(card.members) >= 2
+                assert all(m.split()[0] in ARCHS for m in card.members), onnx.name
+            else:
+                assert card.architecture in ARCHS, onnx.name
         assert sum(p.stat().st_size for p in WEIGHTS.iterdir()) <= 30 * 2**20  # issue 17
 
     def test_model_without_card_gets_the_defaults(self, tmp_path):
