@@ -3,6 +3,7 @@ write the exported model's card."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,15 +93,22 @@ def export_model(
     returns it with a note of where it was chosen (the card's ``threshold_from``) and, if it
     was chosen on the validation images, the exported model's validation Dice there.
     """
-    export_onnx(model, path, fixed_hw=fixed_hw)
-    diff = parity(model, path, **({"hw": fixed_hw} if fixed_hw else {}))
-    if diff >= 1e-4:
-        raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (limit 1e-4)")
-    threshold_from = "validation"
-    if retune is not None:
-        threshold, threshold_from, retuned_dice = retune(path)
-        if retuned_dice is not None:
-            dice = retuned_dice
+    # Written beside the target and moved over it only once checked: a refused or
+    # interrupted export never leaves a model whose card describes other weights.
+    staged = path.with_name(f".{path.stem}.staged.onnx")
+    try:
+        export_onnx(model, staged, fixed_hw=fixed_hw)
+        diff = parity(model, staged, **({"hw": fixed_hw} if fixed_hw else {}))
+        if diff >= 1e-4:
+            raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} (limit 1e-4)")
+        threshold_from = "validation"
+        if retune is not None:
+            threshold, threshold_from, retuned_dice = retune(staged)
+            if retuned_dice is not None:
+                dice = retuned_dice
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
     write_card(
         path,
         ModelCard(

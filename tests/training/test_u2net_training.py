@@ -226,6 +226,20 @@ def test_an_ensemble_member_can_be_a_shipped_onnx_model(fixture_root, tmp_path):
     assert card.provenance["steps"] == [10, 11]
 
 
+def test_a_refused_export_leaves_the_existing_model_and_card(tmp_path, monkeypatch):
+    import training.export as export
+
+    torch.manual_seed(0)
+    path = tmp_path / "m.onnx"
+    export.export_model(build("u2net-xs").eval(), path, 0.8, 0.4, "drive", 48)
+    before = path.read_bytes(), path.with_suffix(".json").read_text()
+    monkeypatch.setattr(export, "parity", lambda *a, **k: 1.0)  # ORT disagrees with torch
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        export.export_model(build("u2net-xs").eval(), path, 0.8, 0.4, "drive", 48)
+    assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]
+
+
 def test_resume_refuses_another_architecture(fixture_root, tmp_path):
     small = {"batch_size": 2, "crop": 32, "val_every": 5, "diameter": 48, "threads": 1}
     cfg = recipe_config("seed", arch="u2net-xs-dw", datasets=("drive",), steps=1, **small)
